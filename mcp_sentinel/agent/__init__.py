@@ -1,0 +1,1 @@
+"""The LLM agent: model providers, the MCP tool registry and the orchestrator."""

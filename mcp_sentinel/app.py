@@ -1,0 +1,183 @@
+"""The one place where the daemon's objects are built and wired, and its lifecycle.
+
+``Sentinel`` is an async context manager. Entering builds everything in dependency order on an
+``AsyncExitStack``: MCP connections, sinks, the dispatcher and its workers, then the HTTP
+server (last, so nothing is accepted before it can be handled). Leaving stops intake first
+(``/readyz`` turns 503 and the webhook answers 503 while the HTTP server still runs), drains
+the queue within ``dispatcher.drain_timeout_seconds``, then closes everything in reverse order.
+
+``run_until_stopped`` is what ``sentinel run`` calls: it serves until SIGTERM or SIGINT; a second
+signal during the drain stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TextIO
+
+from agents import set_tracing_disabled
+from loguru import logger
+from prometheus_client import CollectorRegistry
+
+from mcp_sentinel.agent.models import ModelFactory
+from mcp_sentinel.agent.orchestrator import Investigator
+from mcp_sentinel.agent.tools import McpRegistry
+from mcp_sentinel.config import SentinelSettings
+from mcp_sentinel.dispatcher.dedupe import DedupeCache
+from mcp_sentinel.dispatcher.dispatcher import Dispatcher
+from mcp_sentinel.dispatcher.queue import MemoryQueueBackend
+from mcp_sentinel.dispatcher.routing import CardRouter
+from mcp_sentinel.http_server import HttpServer, build_app
+from mcp_sentinel.investigation import InvestigationHandler
+from mcp_sentinel.prompts import PromptRenderer, PromptRepository
+from mcp_sentinel.sinks.audit import AuditSink
+from mcp_sentinel.sinks.base import Sink, SinkFanout
+from mcp_sentinel.sinks.console import ConsoleSink
+from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.watchers.auth import RequestAuthenticator
+from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
+
+
+class Sentinel:
+    """The running daemon. Attributes are set while the context is open."""
+
+    def __init__(
+        self,
+        settings: SentinelSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        console_stream: TextIO | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = SentinelMetrics(self.registry)
+        self._console_stream = console_stream
+        self._stack = AsyncExitStack()
+        self.dispatcher: Dispatcher | None = None
+        self.http: HttpServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.http is not None, "the daemon is not running"
+        return self.http.url
+
+    async def __aenter__(self) -> Sentinel:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        settings = self.settings
+        stack = self._stack
+        # The SDK would otherwise export traces of every run to OpenAI's ingest endpoint.
+        set_tracing_disabled(not settings.openai.tracing_export)
+
+        renderer = PromptRenderer(PromptRepository(settings.base_dir))
+        models = ModelFactory(settings.openai)
+        stack.push_async_callback(models.aclose)
+        if models.missing_credentials:
+            logger.warning(
+                "{problem}; investigations will end as analysis_failed",
+                problem=models.missing_credentials,
+            )
+        mcp = await stack.enter_async_context(
+            McpRegistry(settings.mcp_servers, settings.incident_cards, self.metrics)
+        )
+        sinks: dict[str, Sink] = {}
+        if settings.sinks.console.enabled:
+            sinks["console"] = ConsoleSink(self._console_stream)
+        if settings.sinks.audit.enabled:
+            audit_path = settings.resolve(settings.sinks.audit.path)
+            sinks["audit"] = await stack.enter_async_context(AuditSink(audit_path))
+            logger.info("audit log: {path}", path=audit_path)
+
+        handler = InvestigationHandler(
+            renderer=renderer,
+            investigator=Investigator(models, mcp, settings.openai),
+            sinks=SinkFanout(sinks, self.metrics),
+            metrics=self.metrics,
+        )
+        dispatcher_settings = settings.dispatcher
+        self.dispatcher = await stack.enter_async_context(
+            Dispatcher(
+                router=CardRouter(settings.incident_cards, dispatcher_settings.default_card),
+                dedupe=DedupeCache(dispatcher_settings.dedupe_ttl_seconds),
+                queue=MemoryQueueBackend(dispatcher_settings.queue_size),
+                handler=handler,
+                metrics=self.metrics,
+                worker_concurrency=dispatcher_settings.worker_concurrency,
+                drain_timeout=dispatcher_settings.drain_timeout_seconds,
+            )
+        )
+        server = settings.server
+        webhook = AlertmanagerWebhook(
+            intake=self.dispatcher,
+            authenticator=RequestAuthenticator(server.auth),
+            metrics=self.metrics,
+            max_body_bytes=server.max_body_bytes,
+            retry_after_seconds=dispatcher_settings.retry_after_seconds,
+        )
+        app = build_app(
+            webhook=webhook,
+            registry=self.registry,
+            is_ready=lambda: self.dispatcher is not None and self.dispatcher.accepting,
+            max_body_bytes=server.max_body_bytes,
+        )
+        self.http = await stack.enter_async_context(HttpServer(app, server.host, server.port))
+        for card in settings.incident_cards:
+            logger.info(
+                "incident card {card}: match {match}, tools {tools}, sinks {sinks}",
+                card=card.resource,
+                match=", ".join(str(m) for m in card.matchers()),
+                tools=", ".join(card.tools) or "none",
+                sinks=", ".join(card.sinks),
+            )
+        logger.info(
+            "sentinel ready: {cards} incident card(s), webhook at {url}/webhook/alertmanager",
+            cards=len(settings.incident_cards),
+            url=self.http.url,
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.shutdown()
+        await self._stack.__aexit__(exc_type, exc, traceback)
+
+
+async def run_until_stopped(settings: SentinelSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain and return. A second signal stops at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("second {name}: stopping now", name=signal.Signals(signum).name)
+            if main_task is not None:
+                main_task.cancel()
+            return
+        logger.info(
+            "{name} received: stopping intake and draining", name=signal.Signals(signum).name
+        )
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with Sentinel(settings):
+            await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    logger.info("sentinel stopped")

@@ -1,0 +1,1 @@
+"""Routing, dedupe, the bounded queue and the workers that read it."""

@@ -1,0 +1,55 @@
+"""A TTL set of incident keys, so Alertmanager's repeats are recognised as duplicates.
+
+The key is ``(fingerprint, startsAt, status)``: the byte-identical repeat that Alertmanager sends
+every ``repeat_interval`` has the same key; a re-fire has a new startsAt; a resolved notice has
+another status. An entry lives ``ttl_seconds`` from when it was first remembered; pick a TTL
+longer than Alertmanager's ``repeat_interval``, or repeats after it are investigated again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+
+class DedupeCache:
+    """Remembers keys for a fixed time. Owned by the dispatcher; not safe across threads.
+
+    Expired entries are dropped as new ones arrive (oldest first: with one TTL, insertion
+    order is expiry order), so memory stays proportional to the keys seen within one TTL.
+    """
+
+    def __init__(self, ttl_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        self._ttl = ttl_seconds
+        self._clock = clock
+        self._expiry: OrderedDict[Hashable, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def seen(self, key: Hashable) -> bool:
+        """True when ``key`` was remembered less than the TTL ago."""
+        expiry = self._expiry.get(key)
+        return expiry is not None and expiry > self._clock()
+
+    def remember(self, key: Hashable) -> None:
+        """Remember ``key`` for one TTL from now (from first sight: repeats do not extend it)."""
+        now = self._clock()
+        self.purge(now)
+        if key not in self._expiry:
+            self._expiry[key] = now + self._ttl
+
+    def purge(self, now: float | None = None) -> int:
+        """Drop expired entries; return how many were dropped."""
+        moment = self._clock() if now is None else now
+        dropped = 0
+        while self._expiry:
+            key, expiry = next(iter(self._expiry.items()))
+            if expiry > moment:
+                break
+            del self._expiry[key]
+            dropped += 1
+        return dropped

@@ -1,0 +1,205 @@
+"""The dispatcher: routes and dedupes notifications, queues incidents, runs the workers.
+
+Lifecycle (``async with Dispatcher(...)``): entering starts ``worker_concurrency`` worker tasks
+in a TaskGroup; ``shutdown()`` stops intake (``dispatch`` answers REJECTED from then on), waits up
+to ``drain_timeout`` for the queue to empty and running incidents to finish, then cancels what is
+left. Leaving the context calls ``shutdown()`` if nobody did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+from loguru import logger
+
+from mcp_sentinel.dispatcher.dedupe import DedupeCache
+from mcp_sentinel.dispatcher.queue import QueueBackend
+from mcp_sentinel.dispatcher.routing import CardRouter
+from mcp_sentinel.models import DedupeKey, DispatchOutcome, Incident, IncidentNotification
+from mcp_sentinel.telemetry.metrics import SentinelMetrics
+
+
+class IncidentHandler(Protocol):
+    """Investigates one incident and delivers its report. Must not raise for a failed analysis:
+    a failure is a report with outcome ``analysis_failed``. Runs on a worker task."""
+
+    async def handle(self, incident: Incident) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What happened to each notification of one ``dispatch`` call, in order."""
+
+    outcomes: tuple[DispatchOutcome, ...]
+
+    @property
+    def accepted(self) -> bool:
+        """True when nothing was rejected: every alert is queued, a duplicate, or unrouted."""
+        return DispatchOutcome.REJECTED not in self.outcomes
+
+    def count(self, outcome: DispatchOutcome) -> int:
+        return self.outcomes.count(outcome)
+
+
+class Dispatcher:
+    """Owns the dedupe state and the workers; the queue backend is passed in and not closed."""
+
+    def __init__(
+        self,
+        *,
+        router: CardRouter,
+        dedupe: DedupeCache,
+        queue: QueueBackend,
+        handler: IncidentHandler,
+        metrics: SentinelMetrics,
+        worker_concurrency: int,
+        drain_timeout: float,
+    ) -> None:
+        self._router = router
+        self._dedupe = dedupe
+        self._queue = queue
+        self._handler = handler
+        self._metrics = metrics
+        self._worker_concurrency = worker_concurrency
+        self._drain_timeout = drain_timeout
+        self._accepting = False
+        # Held across the dedupe check and the enqueue, so two payloads carrying the same alert
+        # cannot both be queued, and a refused payload never leaves its keys marked as seen.
+        self._intake_lock = asyncio.Lock()
+        self._task_group: asyncio.TaskGroup | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        metrics.queue_capacity.set(queue.capacity)
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def queue(self) -> QueueBackend:
+        return self._queue
+
+    @property
+    def dedupe_entries(self) -> int:
+        return len(self._dedupe)
+
+    async def __aenter__(self) -> Dispatcher:
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
+        self._workers = [
+            self._task_group.create_task(self._work(index), name=f"sentinel-worker-{index}")
+            for index in range(self._worker_concurrency)
+        ]
+        self._accepting = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+        assert self._task_group is not None
+        # The workers are cancelled by now; the caller's own exception propagates by itself
+        # (handing it to the group would wrap it in an ExceptionGroup).
+        await self._task_group.__aexit__(None, None, None)
+
+    async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult:
+        """Route, dedupe and queue one batch (one webhook payload): all of it or none of it.
+
+        A batch that the queue cannot take whole is REJECTED whole and nothing of it is
+        remembered, so the sender's retry is treated as new. Unrouted alerts are counted and
+        logged; they are not queued.
+        """
+        if not self._accepting:
+            return self._finish([DispatchOutcome.REJECTED] * len(notifications))
+        async with self._intake_lock:
+            outcomes: list[DispatchOutcome] = []
+            fresh: list[Incident] = []
+            fresh_keys: list[DedupeKey] = []
+            batch_keys: set[DedupeKey] = set()
+            now = time.monotonic()
+            for notification in notifications:
+                key = notification.dedupe_key
+                if key in batch_keys or self._dedupe.seen(key):
+                    outcomes.append(DispatchOutcome.DUPLICATE)
+                    continue
+                card = self._router.route(notification.labels)
+                if card is None:
+                    outcomes.append(DispatchOutcome.UNROUTED)
+                    logger.warning(
+                        "unrouted alert {alertname} (fingerprint {fingerprint}): no incident "
+                        "card matches and no default card is configured",
+                        alertname=notification.alertname or "<no alertname>",
+                        fingerprint=notification.fingerprint,
+                    )
+                    continue
+                batch_keys.add(key)
+                fresh_keys.append(key)
+                fresh.append(Incident(notification, card, enqueued_monotonic=now))
+                outcomes.append(DispatchOutcome.QUEUED)
+            if fresh and not await self._queue.put_all(fresh):
+                return self._finish([DispatchOutcome.REJECTED] * len(notifications))
+            for key in fresh_keys:
+                self._dedupe.remember(key)
+        return self._finish(outcomes)
+
+    def _finish(self, outcomes: list[DispatchOutcome]) -> DispatchResult:
+        for outcome in outcomes:
+            self._metrics.alerts_dispatched.labels(outcome.value).inc()
+        self._metrics.queue_depth.set(self._queue.depth())
+        return DispatchResult(tuple(outcomes))
+
+    async def _work(self, index: int) -> None:
+        while True:
+            incident = await self._queue.get()
+            self._metrics.queue_depth.set(self._queue.depth())
+            self._metrics.queue_wait.observe(time.monotonic() - incident.enqueued_monotonic)
+            try:
+                await self._handler.handle(incident)
+            except asyncio.CancelledError:
+                logger.warning(
+                    "worker {index} cancelled during incident {incident_id}",
+                    index=index,
+                    incident_id=incident.incident_id,
+                )
+                raise
+            except Exception:
+                logger.exception(
+                    "incident {incident_id} failed in its handler", incident_id=incident.incident_id
+                )
+            finally:
+                self._queue.task_done(incident)
+
+    async def shutdown(self) -> None:
+        """Stop intake, drain within the grace period, then cancel the workers. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._accepting = False
+        pending = self._queue.depth() + self._queue.in_progress()
+        if pending:
+            logger.info(
+                "draining {pending} incident(s), up to {timeout}s",
+                pending=pending,
+                timeout=self._drain_timeout,
+            )
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                await self._queue.join()
+        except TimeoutError:
+            logger.error(
+                "drain timeout after {timeout}s: {queued} queued and {running} running incident(s) "
+                "abandoned",
+                timeout=self._drain_timeout,
+                queued=self._queue.depth(),
+                running=self._queue.in_progress(),
+            )
+        for worker in self._workers:
+            worker.cancel()

@@ -1,0 +1,102 @@
+"""Queue backends: where accepted incidents wait for a worker.
+
+``QueueBackend`` is the seam; ``MemoryQueueBackend`` is a bounded priority queue in memory
+(critical before warning before info, then first come first served). ``put_all`` is all or
+nothing, so a webhook payload is either taken whole or refused whole and Alertmanager's retry
+of it is clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Sequence
+from typing import Protocol
+
+from mcp_sentinel.models import Incident
+
+_SEVERITY_RANK = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
+_DEFAULT_RANK = 2
+
+
+def priority_of(incident: Incident) -> int:
+    """Lower runs first: by the alert's ``severity`` label."""
+    return _SEVERITY_RANK.get(incident.notification.severity.lower(), _DEFAULT_RANK)
+
+
+class QueueBackend(Protocol):
+    """Holds accepted incidents until a worker takes them.
+
+    ``put_all`` takes every incident or none (returns False when it cannot take them all).
+    A worker calls ``get`` and then ``task_done`` with the same incident once it is finished;
+    ``join`` returns when nothing is queued or in progress.
+    """
+
+    @property
+    def capacity(self) -> int: ...
+
+    def depth(self) -> int: ...
+
+    async def put_all(self, incidents: Sequence[Incident]) -> bool: ...
+
+    async def get(self) -> Incident: ...
+
+    def task_done(self, incident: Incident) -> None: ...
+
+    async def join(self) -> None: ...
+
+    def in_progress(self) -> int: ...
+
+
+class MemoryQueueBackend:
+    """A bounded in-memory priority queue. Lost on exit: for tests, replay and small setups."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._heap: list[tuple[int, int, Incident]] = []
+        self._sequence = itertools.count()
+        self._unfinished = 0
+        self._not_empty = asyncio.Condition()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def depth(self) -> int:
+        return len(self._heap)
+
+    def in_progress(self) -> int:
+        return self._unfinished - len(self._heap)
+
+    async def put_all(self, incidents: Sequence[Incident]) -> bool:
+        if len(self._heap) + len(incidents) > self._capacity:
+            return False
+        if not incidents:
+            return True
+        for incident in incidents:
+            heapq.heappush(self._heap, (priority_of(incident), next(self._sequence), incident))
+        self._unfinished += len(incidents)
+        self._idle.clear()
+        async with self._not_empty:
+            self._not_empty.notify(len(incidents))
+        return True
+
+    async def get(self) -> Incident:
+        async with self._not_empty:
+            await self._not_empty.wait_for(lambda: bool(self._heap))
+            return heapq.heappop(self._heap)[2]
+
+    def task_done(self, incident: Incident) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done called more times than incidents were taken")
+        self._unfinished -= 1
+        if self._unfinished == 0:
+            self._idle.set()
+
+    async def join(self) -> None:
+        await self._idle.wait()

@@ -1,0 +1,1 @@
+"""Where findings go: the console, the audit log, and (later) chat and ticketing."""

@@ -1,0 +1,164 @@
+"""The audit sink: an append-only JSONL file whose records are hash-chained.
+
+Each line is one incident: the notification, the card, the rendered prompt, every tool call
+with its arguments and result, the report, timings and token usage; plus ``seq``,
+``prev_hash`` and ``hash``, where ``hash`` is the SHA-256 of the record's canonical JSON
+without ``hash``. Changing, removing or reordering a line breaks the chain, which
+``verify_audit_log`` (``sentinel audit verify``) reports.
+
+Writes happen on a worker thread, one at a time, each followed by ``fsync``: an incident's
+record is on disk before the sink says it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from mcp_sentinel.errors import PermanentError
+from mcp_sentinel.sinks.base import IncidentRecord
+
+GENESIS_HASH = "0" * 64
+_TAIL_BYTES = 1 << 20
+
+
+def canonical_hash(record: dict[str, Any]) -> str:
+    body = {key: value for key, value in record.items() if key != "hash"}
+    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _last_record(path: Path) -> tuple[int, str, bool]:
+    """(seq, hash, ends_with_newline) of the file's last complete record."""
+    if not path.exists() or path.stat().st_size == 0:
+        return 0, GENESIS_HASH, True
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _TAIL_BYTES))
+        tail = handle.read()
+    ends_clean = tail.endswith(b"\n")
+    for line in reversed(tail.splitlines()):
+        try:
+            record = json.loads(line)
+            return int(record["seq"]), str(record["hash"]), ends_clean
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0, GENESIS_HASH, ends_clean
+
+
+class AuditSink:
+    """Appends hash-chained records to ``path``. An async context manager: entering opens
+    the file (creating its directory), leaving closes it."""
+
+    name = "audit"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: BinaryIO | None = None
+        self._lock = asyncio.Lock()
+        self._seq = 0
+        self._prev_hash = GENESIS_HASH
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def __aenter__(self) -> AuditSink:
+        await asyncio.to_thread(self._open)
+        return self
+
+    def _open(self) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._seq, self._prev_hash, ends_clean = _last_record(self._path)
+            self._handle = self._path.open("ab")
+            if not ends_clean:  # a torn last line from a crash: start ours on a fresh line
+                self._handle.write(b"\n")
+        except OSError as exc:
+            raise PermanentError(f"cannot open the audit log {self._path}: {exc.strerror}") from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            await asyncio.to_thread(self._handle.close)
+            self._handle = None
+
+    async def deliver(self, record: IncidentRecord) -> None:
+        async with self._lock:
+            entry: dict[str, Any] = {
+                "seq": self._seq + 1,
+                "recorded_at": datetime.now(UTC).isoformat(),
+                **record.as_dict(),
+                "prev_hash": self._prev_hash,
+            }
+            entry["hash"] = canonical_hash(entry)
+            line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
+            await asyncio.to_thread(self._write, line.encode())
+            self._seq += 1
+            self._prev_hash = entry["hash"]
+
+    def _write(self, data: bytes) -> None:
+        if self._handle is None:
+            raise PermanentError("the audit log is not open")
+        try:
+            self._handle.write(data)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise PermanentError(
+                f"cannot write the audit log {self._path}: {exc.strerror}"
+            ) from exc
+
+
+@dataclass(slots=True)
+class AuditVerification:
+    """The result of checking a chain: how many records, and every problem by line."""
+
+    records: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_audit_log(path: Path) -> AuditVerification:
+    """Check every record's hash and its link to the one before."""
+    result = AuditVerification()
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                seq, stored = int(record["seq"]), str(record["hash"])
+                linked = str(record["prev_hash"])
+            except (ValueError, KeyError, TypeError):
+                result.problems.append(f"line {number}: not a complete audit record")
+                continue
+            result.records += 1
+            if canonical_hash(record) != stored:
+                result.problems.append(
+                    f"line {number} (seq {seq}): content does not match its hash"
+                )
+            if linked != prev_hash:
+                result.problems.append(
+                    f"line {number} (seq {seq}): prev_hash does not link to the record before"
+                )
+            if seq != expected_seq:
+                result.problems.append(f"line {number}: seq {seq}, expected {expected_seq}")
+            prev_hash, expected_seq = stored, seq + 1
+    return result

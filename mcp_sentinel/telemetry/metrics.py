@@ -1,0 +1,91 @@
+"""Prometheus metrics of the daemon, all on one registry passed in by the app.
+
+Names carry the ``sentinel_`` prefix and their unit; counters end in ``_total``. Label values
+are bounded: card names, sink names, outcomes and statuses come from the config or from fixed
+sets, never from alert data such as a fingerprint.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from mcp_sentinel import __version__
+
+_RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900)
+
+
+class SentinelMetrics:
+    """Every metric the daemon exports. One instance per registry; tests build a fresh one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.build_info = Info("sentinel_build", "Version of mcp_sentinel.", registry=registry)
+        self.build_info.info({"version": __version__})
+        self.webhook_requests = Counter(
+            "sentinel_webhook_requests_total",
+            "Webhook requests answered, by HTTP status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.alerts_received = Counter(
+            "sentinel_alerts_received_total",
+            "Alerts received, by source and alert status.",
+            ["source", "status"],
+            registry=registry,
+        )
+        self.alerts_dispatched = Counter(
+            "sentinel_alerts_dispatched_total",
+            "What dispatch did with each alert: queued, duplicate, unrouted or rejected.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "sentinel_queue_depth", "Incidents waiting for a worker.", registry=registry
+        )
+        self.queue_capacity = Gauge(
+            "sentinel_queue_capacity", "How many incidents the queue holds.", registry=registry
+        )
+        self.queue_wait = Histogram(
+            "sentinel_queue_wait_seconds",
+            "Time from acceptance to a worker taking the incident.",
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.agent_runs = Counter(
+            "sentinel_agent_runs_total",
+            "Investigations finished, by card and outcome.",
+            ["card", "outcome"],
+            registry=registry,
+        )
+        self.agent_run_duration = Histogram(
+            "sentinel_agent_run_duration_seconds",
+            "Duration of an investigation, by card.",
+            ["card"],
+            buckets=_RUN_BUCKETS,
+            registry=registry,
+        )
+        self.agent_tokens = Counter(
+            "sentinel_agent_tokens_total",
+            "Model tokens used, by model and direction (input, output).",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.tool_calls = Counter(
+            "sentinel_tool_calls_total",
+            "Tool calls the agent made, by server and outcome.",
+            ["server", "outcome"],
+            registry=registry,
+        )
+        self.sink_deliveries = Counter(
+            "sentinel_sink_deliveries_total",
+            "Reports delivered to sinks, by sink and outcome.",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+        self.mcp_server_up = Gauge(
+            "sentinel_mcp_server_up",
+            "1 when the MCP server is connected, 0 when it failed.",
+            ["server"],
+            registry=registry,
+        )

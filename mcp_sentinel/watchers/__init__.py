@@ -1,0 +1,1 @@
+"""Ways alerts come in: the Alertmanager webhook receiver, and pollers."""

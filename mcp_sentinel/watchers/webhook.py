@@ -1,0 +1,136 @@
+"""The Alertmanager webhook receiver: ``POST /webhook/alertmanager``.
+
+Answers, as Alertmanager needs them (it retries 5xx with backoff and never retries 4xx):
+
+- 200 once every alert of the payload is accepted: queued, a known duplicate, or unrouted
+  (counted and logged: a retry would not route it either);
+- 400 for a malformed payload, naming the field (the body is parsed as JSON whatever its
+  Content-Type says, so ``curl -d @payload.json`` works);
+- 401 for missing or wrong credentials; 413 for a body over ``max_body_bytes``;
+- 503 with ``Retry-After`` when it cannot take the whole payload now (queue full, shutting
+  down), and then it takes none of it, so the retry is clean.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from aiohttp import web
+from loguru import logger
+from pydantic import ValidationError
+
+from mcp_sentinel.config import format_location
+from mcp_sentinel.models import DispatchOutcome, WebhookPayload
+from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.watchers.auth import RequestAuthenticator
+from mcp_sentinel.watchers.base import Intake
+
+WEBHOOK_PATH = "/webhook/alertmanager"
+_MAX_ERRORS_SHOWN = 10
+
+
+def _json_error(status: int, message: str, **extra: object) -> web.Response:
+    return web.json_response({"status": "error", "error": message, **extra}, status=status)
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """Readable problems: ``alerts[0].fingerprint: Field required``."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = format_location(tuple(item["loc"]))
+        problems.append(f"{location or 'payload'}: {item['msg']}")
+    return problems
+
+
+class AlertmanagerWebhook:
+    """Turns webhook payloads into notifications for the intake. One per HTTP server."""
+
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        authenticator: RequestAuthenticator,
+        metrics: SentinelMetrics,
+        max_body_bytes: int,
+        retry_after_seconds: int,
+    ) -> None:
+        self._intake = intake
+        self._authenticator = authenticator
+        self._metrics = metrics
+        self._max_body_bytes = max_body_bytes
+        self._retry_after = str(retry_after_seconds)
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post(WEBHOOK_PATH, self.receive)
+
+    def _unavailable(self, message: str) -> web.Response:
+        response = _json_error(503, message)
+        response.headers["Retry-After"] = self._retry_after
+        return response
+
+    async def receive(self, request: web.Request) -> web.Response:
+        response = await self._answer(request)
+        self._metrics.webhook_requests.labels(str(response.status)).inc()
+        return response
+
+    async def _answer(self, request: web.Request) -> web.Response:
+        if not self._authenticator.allows(request.headers.get("Authorization")):
+            response = _json_error(
+                401, "missing or invalid credentials in the Authorization header"
+            )
+            if self._authenticator.challenge:
+                response.headers["WWW-Authenticate"] = self._authenticator.challenge
+            return response
+        declared = request.content_length
+        if declared is not None and declared > self._max_body_bytes:
+            return _json_error(
+                413, f"body of {declared} bytes is over the limit of {self._max_body_bytes} bytes"
+            )
+        if not self._intake.accepting:
+            return self._unavailable("not accepting alerts now (starting up or shutting down)")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _json_error(413, f"body is over the limit of {self._max_body_bytes} bytes")
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            problems = describe_validation_error(exc)
+            return _json_error(
+                400,
+                "malformed Alertmanager webhook payload: "
+                + "; ".join(problems[:_MAX_ERRORS_SHOWN]),
+                problems=problems[:_MAX_ERRORS_SHOWN],
+            )
+        notifications = payload.notifications(received_at=datetime.now(UTC))
+        for notification in notifications:
+            self._metrics.alerts_received.labels("webhook", notification.status).inc()
+        if payload.truncatedAlerts:
+            logger.warning(
+                "Alertmanager truncated {count} alert(s) of group {group}: they will never arrive "
+                "here; raise max_alerts in the receiver's webhook_config",
+                count=payload.truncatedAlerts,
+                group=payload.groupKey,
+            )
+        result = await self._intake.dispatch(notifications)
+        if not result.accepted:
+            return self._unavailable(
+                f"cannot take {len(notifications)} alert(s) now (queue full or shutting down); "
+                "nothing of this payload was taken"
+            )
+        return web.json_response(
+            {
+                "status": "accepted",
+                "alerts": len(notifications),
+                **{
+                    outcome.value: result.count(outcome)
+                    for outcome in (
+                        DispatchOutcome.QUEUED,
+                        DispatchOutcome.DUPLICATE,
+                        DispatchOutcome.UNROUTED,
+                    )
+                },
+            },
+            dumps=json.dumps,
+        )
