@@ -33,9 +33,7 @@ from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.http_server import HttpServer, build_app
 from mcp_sentinel.investigation import InvestigationHandler
 from mcp_sentinel.prompts import PromptRenderer, PromptRepository
-from mcp_sentinel.sinks.audit import AuditSink
-from mcp_sentinel.sinks.base import Sink, SinkFanout
-from mcp_sentinel.sinks.console import ConsoleSink
+from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
@@ -89,18 +87,17 @@ class Sentinel:
         mcp = await stack.enter_async_context(
             McpRegistry(settings.mcp_servers, settings.incident_cards, self.metrics)
         )
-        sinks: dict[str, Sink] = {}
-        if settings.sinks.console.enabled:
-            sinks["console"] = ConsoleSink(self._console_stream)
-        if settings.sinks.audit.enabled:
-            audit_path = settings.resolve(settings.sinks.audit.path)
-            sinks["audit"] = await stack.enter_async_context(AuditSink(audit_path))
-            logger.info("audit log: {path}", path=audit_path)
-
+        sinks = await open_sinks(
+            settings.sinks,
+            resolve=settings.resolve,
+            metrics=self.metrics,
+            stack=stack,
+            console_stream=self._console_stream,
+        )
         handler = InvestigationHandler(
             renderer=renderer,
             investigator=Investigator(models, mcp, settings.openai),
-            sinks=SinkFanout(sinks, self.metrics),
+            sinks=sinks,
             metrics=self.metrics,
         )
         dispatcher_settings = settings.dispatcher

@@ -19,49 +19,48 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mcp_sentinel.errors import ConfigError, ConfigProblem
 from mcp_sentinel.models import IncidentCard
+from mcp_sentinel.settings_base import Section
+from mcp_sentinel.sinks.settings import SinksSettings
+from mcp_sentinel.validators.settings import ValidatorsSettings
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_ENV_VAR = "SENTINEL_CONFIG"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 # --------------------------------------------------------------------------- server
 
 
-class BearerAuth(_Section):
+class BearerAuth(Section):
     type: Literal["bearer"]
     token: SecretStr = Field(min_length=1)
 
 
-class BasicAuth(_Section):
+class BasicAuth(Section):
     type: Literal["basic"]
     username: str = Field(min_length=1)
     password: SecretStr = Field(min_length=1)
 
 
-class NoAuth(_Section):
+class NoAuth(Section):
     type: Literal["none"]
 
 
 ServerAuth = Annotated[BearerAuth | BasicAuth | NoAuth, Field(discriminator="type")]
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=9095, ge=0, le=65535)
     auth: ServerAuth = Field(default_factory=lambda: NoAuth(type="none"))
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
-class DispatcherSettings(_Section):
+class DispatcherSettings(Section):
     queue_size: int = Field(default=1000, ge=1)
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     dedupe_ttl_seconds: float = Field(default=3600, gt=0)
@@ -70,7 +69,7 @@ class DispatcherSettings(_Section):
     retry_after_seconds: int = Field(default=5, ge=1)
 
 
-class OpenAISettings(_Section):
+class OpenAISettings(Section):
     model: str = Field(default="gpt-4.1", min_length=1)
     base_url: str | None = None
     api_key: SecretStr | None = None
@@ -84,7 +83,7 @@ class OpenAISettings(_Section):
 # --------------------------------------------------------------------------- MCP servers
 
 
-class _McpServerBase(_Section):
+class _McpServerBase(Section):
     read_only_tools: tuple[str, ...] = ()
     max_output_chars: int = Field(default=8000, ge=100)
     timeout_seconds: float = Field(default=30, gt=0)
@@ -107,27 +106,10 @@ class HttpMcpServer(_McpServerBase):
 McpServerSettings = Annotated[StdioMcpServer | HttpMcpServer, Field(discriminator="transport")]
 
 
-# --------------------------------------------------------------------------- sinks, telemetry
+# --------------------------------------------------------------------------- telemetry
 
 
-class ConsoleSinkSettings(_Section):
-    enabled: bool = True
-
-
-class AuditSinkSettings(_Section):
-    enabled: bool = True
-    path: Path = Path("sentinel-audit.jsonl")
-
-
-class SinksSettings(_Section):
-    console: ConsoleSinkSettings = Field(default_factory=ConsoleSinkSettings)
-    audit: AuditSinkSettings = Field(default_factory=AuditSinkSettings)
-
-    def enabled_names(self) -> list[str]:
-        return [name for name in ("console", "audit") if getattr(self, name).enabled]
-
-
-class TelemetrySettings(_Section):
+class TelemetrySettings(Section):
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = False
 
@@ -150,6 +132,7 @@ class SentinelSettings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     incident_cards: list[IncidentCard] = Field(default_factory=list)
+    validators: ValidatorsSettings = Field(default_factory=ValidatorsSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -89,3 +89,30 @@ class SentinelMetrics:
             ["server"],
             registry=registry,
         )
+        self.validator_decisions = Counter(
+            "sentinel_validator_decisions_total",
+            "Validator pipeline decisions, by validator and result "
+            "(approved, modified, rejected, retry).",
+            ["validator", "result"],
+            registry=registry,
+        )
+        self.circuit_breaker_state = Gauge(
+            "sentinel_circuit_breaker_state",
+            "Circuit breaker state by breaker (model endpoint or MCP server): "
+            "0 closed, 1 half-open, 2 open.",
+            ["breaker"],
+            registry=registry,
+        )
+        self.sink_dead_letters = Counter(
+            "sentinel_sink_dead_letters_total",
+            "Deliveries that failed after every retry and went to the dead-letter file, by sink.",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_delivery_duration = Histogram(
+            "sentinel_sink_delivery_duration_seconds",
+            "Time to deliver to a sink, retries included, by sink.",
+            ["sink"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )

@@ -1,0 +1,1 @@
+"""The synchronous validator pipeline between the agent and the world."""
