@@ -28,6 +28,7 @@ from mcp_sentinel.agent.tools import McpRegistry
 from mcp_sentinel.config import SentinelSettings
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
+from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.queue import MemoryQueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.http_server import HttpServer, build_app
@@ -94,11 +95,13 @@ class Sentinel:
             stack=stack,
             console_stream=self._console_stream,
         )
+        tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         handler = InvestigationHandler(
             renderer=renderer,
             investigator=Investigator(models, mcp, settings.openai),
             sinks=sinks,
             metrics=self.metrics,
+            tracker=tracker,
         )
         dispatcher_settings = settings.dispatcher
         self.dispatcher = await stack.enter_async_context(
@@ -110,6 +113,7 @@ class Sentinel:
                 metrics=self.metrics,
                 worker_concurrency=dispatcher_settings.worker_concurrency,
                 drain_timeout=dispatcher_settings.drain_timeout_seconds,
+                tracker=tracker,
             )
         )
         server = settings.server

@@ -1,18 +1,22 @@
 """The incident handler the workers run: render, investigate, report, deliver.
 
 A firing incident is rendered with its card's prompt and investigated by the agent; a resolved
-one yields a ``resolved`` report without spending a model call. Every incident taken yields
-exactly one report, delivered to the card's sinks.
+one yields a ``resolved`` report without spending a model call. An investigation whose
+incident resolves meanwhile is cancelled (see ``dispatcher.lifecycle``) and yields a
+``cancelled`` report. Every incident taken yields exactly one report, delivered to the card's
+sinks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
 from loguru import logger
 
 from mcp_sentinel.agent.orchestrator import Investigator
+from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.models import Incident, IncidentReport, Outcome
 from mcp_sentinel.prompts import PromptRenderer, RenderedPrompt
 from mcp_sentinel.sinks.base import IncidentRecord, SinkFanout
@@ -29,8 +33,10 @@ class InvestigationHandler:
         investigator: Investigator,
         sinks: SinkFanout,
         metrics: SentinelMetrics,
+        tracker: IncidentTracker,
     ) -> None:
         self._renderer = renderer
+        self._tracker = tracker
         self._investigator = investigator
         self._sinks = sinks
         self._metrics = metrics
@@ -39,14 +45,17 @@ class InvestigationHandler:
         queued_seconds = max(0.0, time.monotonic() - incident.enqueued_monotonic)
         prompt: RenderedPrompt | None = None
         if incident.notification.status == "resolved":
-            report = self._resolution(incident)
+            report = self._base(incident, Outcome.RESOLVED, None)
+        elif self._tracker.is_resolved(incident.notification.key):
+            report = self._base(incident, Outcome.CANCELLED, "resolved before a worker took it")
         else:
             try:
                 prompt = self._renderer.render(incident.card, incident.notification)
             except Exception as exc:
-                report = self._failed_before_run(incident, f"prompt rendering failed: {exc}")
+                error = f"prompt rendering failed: {exc}"
+                report = self._base(incident, Outcome.ANALYSIS_FAILED, error)
             else:
-                report = await self._investigator.investigate(incident, prompt)
+                report = await self._investigate(incident, prompt)
         report = report.model_copy(update={"queued_seconds": round(queued_seconds, 6)})
         self._observe(report)
         logger.info(
@@ -65,7 +74,7 @@ class InvestigationHandler:
     def _observe(self, report: IncidentReport) -> None:
         metrics = self._metrics
         metrics.agent_runs.labels(report.card, report.outcome.value).inc()
-        if report.outcome is Outcome.RESOLVED:
+        if report.outcome in (Outcome.RESOLVED, Outcome.CANCELLED):
             return
         metrics.agent_run_duration.labels(report.card).observe(report.duration_seconds)
         if report.model:
@@ -87,8 +96,20 @@ class InvestigationHandler:
             finished_at=now,
         )
 
-    def _resolution(self, incident: Incident) -> IncidentReport:
-        return self._base(incident, Outcome.RESOLVED, None)
-
-    def _failed_before_run(self, incident: Incident, error: str) -> IncidentReport:
-        return self._base(incident, Outcome.ANALYSIS_FAILED, error)
+    async def _investigate(self, incident: Incident, prompt: RenderedPrompt) -> IncidentReport:
+        """Run the investigation in a child task the tracker can cancel on resolution."""
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(self._investigator.investigate(incident, prompt))
+            with self._tracker.running(incident.notification.key, task):
+                # wait() does not raise when the child is cancelled; cancelling this worker
+                # does raise here, and the group then cancels the child too.
+                await asyncio.wait([task])
+        if task.cancelled():
+            report = self._base(
+                incident, Outcome.CANCELLED, "the alert resolved during the investigation"
+            )
+            return report.model_copy(
+                update={"duration_seconds": round(time.monotonic() - started, 6)}
+            )
+        return task.result()

@@ -267,6 +267,7 @@ class Outcome(StrEnum):
     COMPLETED = "completed"
     ANALYSIS_FAILED = "analysis_failed"
     RESOLVED = "resolved"
+    CANCELLED = "cancelled"  # resolved before the investigation finished
 
 
 class ToolCallRecord(BaseModel):

@@ -18,6 +18,7 @@ from typing import Protocol
 from loguru import logger
 
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
+from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.queue import QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.models import DedupeKey, DispatchOutcome, Incident, IncidentNotification
@@ -59,8 +60,10 @@ class Dispatcher:
         metrics: SentinelMetrics,
         worker_concurrency: int,
         drain_timeout: float,
+        tracker: IncidentTracker | None = None,
     ) -> None:
         self._router = router
+        self._tracker = tracker
         self._dedupe = dedupe
         self._queue = queue
         self._handler = handler
@@ -148,6 +151,10 @@ class Dispatcher:
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             for key in fresh_keys:
                 self._dedupe.remember(key)
+            if self._tracker is not None:
+                for incident in fresh:
+                    if incident.notification.status == "resolved":
+                        self._tracker.resolve(incident.notification.key)
         return self._finish(outcomes)
 
     def _finish(self, outcomes: list[DispatchOutcome]) -> DispatchResult:
