@@ -37,6 +37,7 @@ from mcp_sentinel.prompts import PromptRenderer, PromptRepository
 from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.auth import RequestAuthenticator
+from mcp_sentinel.watchers.factory import WatcherSet
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
 
 
@@ -86,7 +87,7 @@ class Sentinel:
                 problem=models.missing_credentials,
             )
         mcp = await stack.enter_async_context(
-            McpRegistry(settings.mcp_servers, settings.incident_cards, self.metrics)
+            McpRegistry(settings.mcp_servers, settings.incident_cards, self.metrics)  # type: ignore[arg-type]
         )
         sinks = await open_sinks(
             settings.sinks,
@@ -123,6 +124,7 @@ class Sentinel:
             metrics=self.metrics,
             max_body_bytes=server.max_body_bytes,
             retry_after_seconds=dispatcher_settings.retry_after_seconds,
+            capture_dir=settings.resolve(server.capture_dir) if server.capture_dir else None,
         )
         app = build_app(
             webhook=webhook,
@@ -131,6 +133,9 @@ class Sentinel:
             max_body_bytes=server.max_body_bytes,
         )
         self.http = await stack.enter_async_context(HttpServer(app, server.host, server.port))
+        await stack.enter_async_context(
+            WatcherSet(settings.watchers, intake=self.dispatcher, metrics=self.metrics)
+        )
         for card in settings.incident_cards:
             logger.info(
                 "incident card {card}: match {match}, tools {tools}, sinks {sinks}",

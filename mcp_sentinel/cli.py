@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,10 +57,24 @@ def main() -> None:
     default=None,
     help="Overrides telemetry.log_level.",
 )
-def run(config_path: str | None, host: str | None, port: int | None, log_level: str | None) -> None:
+@click.option(
+    "--capture",
+    "capture_dir",
+    metavar="DIR",
+    default=None,
+    help="Write each accepted webhook payload to DIR for `sentinel replay` "
+    "(overrides server.capture_dir).",
+)
+def run(
+    config_path: str | None,
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    capture_dir: str | None,
+) -> None:
     """Run the daemon until SIGTERM or Ctrl-C."""
     from mcp_sentinel.app import run_until_stopped
-    from mcp_sentinel.telemetry.logging import configure_logging
+    from mcp_sentinel.telemetry.logging import configure_logging, secret_values
 
     settings = _load(config_path)
     updates: dict[str, object] = {}
@@ -67,10 +82,16 @@ def run(config_path: str | None, host: str | None, port: int | None, log_level: 
         updates["host"] = host
     if port is not None:
         updates["port"] = port
+    if capture_dir is not None:
+        updates["capture_dir"] = Path(capture_dir).resolve()
     if updates:
         settings.server = settings.server.model_copy(update=updates)
     telemetry = settings.telemetry
-    configure_logging((log_level or telemetry.log_level).upper(), json=telemetry.log_json)
+    configure_logging(
+        (log_level or telemetry.log_level).upper(),
+        json=telemetry.log_json,
+        secrets=secret_values(settings),
+    )
     try:
         asyncio.run(run_until_stopped(settings))
     except KeyboardInterrupt:
@@ -82,8 +103,14 @@ def run(config_path: str | None, host: str | None, port: int | None, log_level: 
 
 @main.command()
 @_config_option
-def check(config_path: str | None) -> None:
-    """Validate a config: every problem with its location, or a summary. Exit 1 on problems."""
+@click.option(
+    "--offline", is_flag=True, help="Do not start or connect to the MCP servers to list tools."
+)
+def check(config_path: str | None, offline: bool) -> None:
+    """Validate a config: every problem with its location, or a summary. Exit 1 on problems.
+
+    Unless --offline, each MCP server is started (or connected to) once to list its tools.
+    """
     from mcp_sentinel.checks import check_settings
 
     path = config_path_from(config_path)
@@ -93,6 +120,7 @@ def check(config_path: str | None) -> None:
         _print_problems(path, exc.problems)
         sys.exit(1)
     problems, warnings = check_settings(settings)
+    probes: list[Any] = []
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if problems:
@@ -103,7 +131,12 @@ def check(config_path: str | None) -> None:
     click.echo(f"  incident cards: {len(settings.incident_cards)}")
     for card in settings.incident_cards:
         click.echo(f"    {card.resource}: {card.prompt}")
-    click.echo(f"  MCP servers:    {len(settings.mcp_servers)} ({', '.join(settings.mcp_servers)})")
+    click.echo(f"  MCP servers:    {len(settings.mcp_servers)}")
+    tools_by_server = {probe.server: probe.tools for probe in probes}
+    for name, server in settings.mcp_servers.items():
+        listed = tools_by_server.get(name)
+        detail = f"{len(listed)} tools: {', '.join(listed)}" if listed is not None else "not probed"
+        click.echo(f"    {name} ({server.transport}): {detail}")
     click.echo(f"  sinks:          {', '.join(enabled_sinks) or 'none'}")
     click.echo(f"  model:          {settings.openai.model} via {settings.openai.api}")
 
@@ -152,6 +185,57 @@ def audit_verify(config_path: str | None, path: Path | None) -> None:
         click.echo(f"{path}: BROKEN ({len(result.problems)} problem(s), {result.records} records)")
         sys.exit(1)
     click.echo(f"{path}: OK, {result.records} record(s), chain intact")
+
+
+@main.group("sinks")
+def sinks_group() -> None:
+    """Delivery to sinks: dead letters."""
+
+
+@sinks_group.command("redeliver")
+@_config_option
+@click.option(
+    "--sink",
+    "sink_names",
+    metavar="NAME",
+    multiple=True,
+    help="Only this sink's dead letters (repeatable; default: every sink that has some).",
+)
+def sinks_redeliver(config_path: str | None, sink_names: tuple[str, ...]) -> None:
+    """Send dead letters again; delivered ones leave the file, failures stay. Exit 1 if any
+    still fail."""
+    from mcp_sentinel.sinks.redeliver import redeliver
+    from mcp_sentinel.telemetry.logging import configure_logging, secret_values
+
+    settings = _load(config_path)
+    configure_logging(
+        settings.telemetry.log_level.upper(),
+        json=settings.telemetry.log_json,
+        secrets=secret_values(settings),
+    )
+    try:
+        results = asyncio.run(
+            redeliver(settings.sinks, resolve=settings.resolve, sink_names=sink_names or None)
+        )
+    except ConfigError as exc:
+        _print_problems(config_path_from(config_path), exc.problems)
+        sys.exit(1)
+    if not results:
+        click.echo(f"no dead letters in {settings.resolve(settings.sinks.dead_letter_dir)}")
+        return
+    for result in results:
+        if result.skipped_reason:
+            click.echo(
+                f"{result.sink}: skipped ({result.skipped_reason}); "
+                f"{result.remaining} left in {result.path}"
+            )
+        else:
+            click.echo(
+                f"{result.sink}: {result.delivered} redelivered, {result.failed} still failing; "
+                f"{result.remaining} left in {result.path}"
+            )
+    if any(result.failed or result.skipped_reason for result in results):
+        sys.exit(1)
 
 
 @main.command()

@@ -26,7 +26,9 @@ from mcp_sentinel.errors import ConfigError, ConfigProblem
 from mcp_sentinel.models import IncidentCard
 from mcp_sentinel.settings_base import Section
 from mcp_sentinel.sinks.settings import SinksSettings
+from mcp_sentinel.telemetry.settings import TelemetrySettings
 from mcp_sentinel.validators.settings import ValidatorsSettings
+from mcp_sentinel.watchers.settings import WatchersSettings
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_ENV_VAR = "SENTINEL_CONFIG"
@@ -58,6 +60,7 @@ class ServerSettings(Section):
     port: int = Field(default=9095, ge=0, le=65535)
     auth: ServerAuth = Field(default_factory=lambda: NoAuth(type="none"))
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    capture_dir: Path | None = None
 
 
 class DispatcherSettings(Section):
@@ -84,6 +87,9 @@ class OpenAISettings(Section):
 
 
 class _McpServerBase(Section):
+    """What every MCP server has. Tools not listed in ``read_only_tools`` count as mutating:
+    the tool policy decides whether they may run at all."""
+
     read_only_tools: tuple[str, ...] = ()
     max_output_chars: int = Field(default=8000, ge=100)
     timeout_seconds: float = Field(default=30, gt=0)
@@ -103,15 +109,22 @@ class HttpMcpServer(_McpServerBase):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
 
-McpServerSettings = Annotated[StdioMcpServer | HttpMcpServer, Field(discriminator="transport")]
+class HostedMcpServer(_McpServerBase):
+    """An MCP server the model provider calls itself (OpenAI's hosted MCP tool). Works only
+    with ``openai.api: responses``; its calls do not pass through this daemon, so only
+    ``allowed_tools`` and the approval policy apply to them."""
+
+    transport: Literal["hosted"]
+    server_url: str = Field(pattern=r"^https?://")
+    server_label: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    require_approval: Literal["never", "always"] = "always"
 
 
-# --------------------------------------------------------------------------- telemetry
-
-
-class TelemetrySettings(Section):
-    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    log_json: bool = False
+McpServerSettings = Annotated[
+    StdioMcpServer | HttpMcpServer | HostedMcpServer, Field(discriminator="transport")
+]
 
 
 # --------------------------------------------------------------------------- the whole
@@ -134,6 +147,7 @@ class SentinelSettings(BaseSettings):
     incident_cards: list[IncidentCard] = Field(default_factory=list)
     validators: ValidatorsSettings = Field(default_factory=ValidatorsSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)
+    watchers: WatchersSettings = Field(default_factory=WatchersSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -211,7 +225,7 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in {"bearer", "basic", "none", "stdio", "streamable_http", "sse"}:
+        elif part in {"bearer", "basic", "none", "stdio", "streamable_http", "sse", "hosted"}:
             continue  # the discriminator's tag, which pydantic adds to the path
         else:
             text = _join(text, part)

@@ -55,6 +55,7 @@ class InvestigationHandler:
                 error = f"prompt rendering failed: {exc}"
                 report = self._base(incident, Outcome.ANALYSIS_FAILED, error)
             else:
+                await self._sinks.started(incident, incident.card.sinks)
                 report = await self._investigate(incident, prompt)
         report = report.model_copy(update={"queued_seconds": round(queued_seconds, 6)})
         self._observe(report)

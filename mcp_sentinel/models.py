@@ -277,7 +277,7 @@ class ToolCallRecord(BaseModel):
     server: str | None = None
     arguments: str
     result: str | None = None
-    status: Literal["ok", "error", "pending"] = "pending"
+    status: Literal["ok", "error", "refused", "pending"] = "pending"
     duration_seconds: float | None = None
 
 
@@ -305,3 +305,5 @@ class IncidentReport(BaseModel):
     duration_seconds: float = 0.0
     started_at: datetime
     finished_at: datetime
+    validation: list[dict[str, Any]] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)

@@ -1,17 +1,16 @@
-"""The ``Sink`` seam, the record every sink receives, and fan-out to a card's sinks."""
+"""The ``Sink`` seam, the record every sink receives, and the fan-out the handler talks to.
+
+The fan-out's implementation is ``delivery.SinkDispatcher``; ``factory.open_sinks`` builds it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from loguru import logger
+from typing import Any, Protocol, runtime_checkable
 
 from mcp_sentinel.models import Incident, IncidentReport
 from mcp_sentinel.prompts import RenderedPrompt
-from mcp_sentinel.telemetry.metrics import SentinelMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,13 @@ class IncidentRecord:
 
 class Sink(Protocol):
     """Delivers incident records somewhere. ``deliver`` raises on failure; the message must
-    never contain the sink's secret (a shared test checks every sink)."""
+    never contain the sink's secret (a shared test checks every sink).
+
+    A record whose ``report.outcome`` is ``resolved`` closes the incident with the same
+    ``notification.key`` (fingerprint, startsAt) as the firing record before it. A sink may
+    receive the same record twice (a redelivered dead letter, a repeat after the dedupe TTL)
+    and should then update rather than post again where its medium allows.
+    """
 
     @property
     def name(self) -> str: ...
@@ -51,34 +56,32 @@ class Sink(Protocol):
     async def deliver(self, record: IncidentRecord) -> None: ...
 
 
-class SinkFanout:
-    """Delivers a record to the card's sinks concurrently; one sink failing does not stop the
-    others. Failures are logged and counted, never raised to the worker."""
+@runtime_checkable
+class LifecycleSink(Sink, Protocol):
+    """A sink that also wants to know when an investigation starts (the Slack bot posts an
+    "investigating" message and later updates it in place). Optional: the fan-out checks for
+    ``investigation_started`` and skips sinks without it."""
 
-    def __init__(self, sinks: Mapping[str, Sink], metrics: SentinelMetrics) -> None:
-        self._sinks = dict(sinks)
-        self._metrics = metrics
+    async def investigation_started(self, incident: Incident) -> None: ...
+
+
+class SinkFanout(Protocol):
+    """What the incident handler holds: hands records and lifecycle events to a card's sinks.
+
+    Neither method raises for a sink's failure, and neither waits for a remote sink: those are
+    queued and delivered by the sinks' own tasks (``delivery.SinkDispatcher``), failures going
+    to the dead-letter files. Names not configured are skipped.
+    """
 
     @property
-    def names(self) -> list[str]:
-        return list(self._sinks)
+    def names(self) -> list[str]: ...
+
+    async def started(self, incident: Incident, sink_names: Sequence[str]) -> None:
+        """An investigation of ``incident`` began; tells the sinks that implement
+        ``LifecycleSink``. Call it before the report's ``deliver``: per sink, events are
+        delivered in the order they were given."""
+        ...
 
     async def deliver(self, record: IncidentRecord, sink_names: Sequence[str]) -> None:
-        targets = [self._sinks[name] for name in sink_names if name in self._sinks]
-        async with asyncio.TaskGroup() as group:
-            for sink in targets:
-                group.create_task(self._deliver_one(sink, record))
-
-    async def _deliver_one(self, sink: Sink, record: IncidentRecord) -> None:
-        try:
-            await sink.deliver(record)
-        except Exception as exc:
-            self._metrics.sink_deliveries.labels(sink.name, "failed").inc()
-            logger.error(
-                "sink {sink} failed for incident {incident_id}: {error}",
-                sink=sink.name,
-                incident_id=record.incident.incident_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-        else:
-            self._metrics.sink_deliveries.labels(sink.name, "delivered").inc()
+        """Deliver a finished incident (or a resolution) to the named sinks."""
+        ...

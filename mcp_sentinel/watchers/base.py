@@ -1,4 +1,8 @@
-"""Seams between the watchers and the dispatcher."""
+"""Seams between the watchers and the dispatcher.
+
+``Intake`` is what watchers hand notifications to (the dispatcher, in the daemon). ``Watcher``
+is a poller: ``WatcherSet`` runs each one's ``run()`` on its own task for the daemon's life.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +22,19 @@ class Intake(Protocol):
         ...
 
     async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult: ...
+
+
+class Watcher(Protocol):
+    """Something that finds alerts by itself and hands them to an ``Intake``.
+
+    ``run()`` works until it is cancelled and never returns or raises otherwise: a failure
+    (an unreachable server, a garbage answer) is logged and retried, not raised. Whatever the
+    watcher opens (an HTTP session) is opened inside ``run()`` and closed when it ends.
+    """
+
+    @property
+    def name(self) -> str:
+        """A short name for logs and task names: ``prometheus``, ``alertmanager``."""
+        ...
+
+    async def run(self) -> None: ...

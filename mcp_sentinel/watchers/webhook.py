@@ -9,12 +9,20 @@ Answers, as Alertmanager needs them (it retries 5xx with backoff and never retri
 - 401 for missing or wrong credentials; 413 for a body over ``max_body_bytes``;
 - 503 with ``Retry-After`` when it cannot take the whole payload now (queue full, shutting
   down), and then it takes none of it, so the retry is clean.
+
+Capture (``server.capture_dir``, ``sentinel run --capture DIR``): each request answered 200 is
+also written to DIR as one file, ``<UTC time to the ms>Z-<8 hex>.json`` (names sort by time),
+holding ``{"received_at": ISO 8601, "headers": {request headers minus credentials},
+"payload": <the request body, byte for byte>}``; written atomically (temporary file, rename)
+in a worker thread. A failed write is logged and does not change the answer. Refused requests
+(4xx, 503) are not captured. The format in full: ``mcp_sentinel.watchers.capture``.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
@@ -25,6 +33,7 @@ from mcp_sentinel.models import DispatchOutcome, WebhookPayload
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.base import Intake
+from mcp_sentinel.watchers.capture import CaptureWriter
 
 WEBHOOK_PATH = "/webhook/alertmanager"
 _MAX_ERRORS_SHOWN = 10
@@ -44,7 +53,10 @@ def describe_validation_error(error: ValidationError) -> list[str]:
 
 
 class AlertmanagerWebhook:
-    """Turns webhook payloads into notifications for the intake. One per HTTP server."""
+    """Turns webhook payloads into notifications for the intake. One per HTTP server.
+
+    With ``capture_dir`` it owns a ``CaptureWriter`` and captures every accepted request there.
+    """
 
     def __init__(
         self,
@@ -54,12 +66,16 @@ class AlertmanagerWebhook:
         metrics: SentinelMetrics,
         max_body_bytes: int,
         retry_after_seconds: int,
+        capture_dir: Path | None = None,
     ) -> None:
         self._intake = intake
         self._authenticator = authenticator
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
         self._retry_after = str(retry_after_seconds)
+        self._capture = CaptureWriter(capture_dir) if capture_dir is not None else None
+        if capture_dir is not None:
+            logger.info("capturing accepted webhook requests in {directory}", directory=capture_dir)
 
     def register(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.receive)
@@ -103,7 +119,8 @@ class AlertmanagerWebhook:
                 + "; ".join(problems[:_MAX_ERRORS_SHOWN]),
                 problems=problems[:_MAX_ERRORS_SHOWN],
             )
-        notifications = payload.notifications(received_at=datetime.now(UTC))
+        received_at = datetime.now(UTC)
+        notifications = payload.notifications(received_at=received_at)
         for notification in notifications:
             self._metrics.alerts_received.labels("webhook", notification.status).inc()
         if payload.truncatedAlerts:
@@ -119,6 +136,8 @@ class AlertmanagerWebhook:
                 f"cannot take {len(notifications)} alert(s) now (queue full or shutting down); "
                 "nothing of this payload was taken"
             )
+        if self._capture is not None:
+            await self._capture.write(body, request.headers.items(), received_at)
         return web.json_response(
             {
                 "status": "accepted",

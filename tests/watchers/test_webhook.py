@@ -57,6 +57,9 @@ async def test_repeat_is_duplicate_refire_and_resolution_are_not(
         firing_payload["alerts"][0]["endsAt"] = "0001-01-01T00:00:00Z"
         status, fired, _ = await post(http, json.dumps(firing_payload).encode())
         assert (status, fired["queued"]) == (200, 1)
+        audit = sentinel.settings.resolve(sentinel.settings.sinks.audit.path)
+        # A resolution cancels an investigation still queued or running: let this one finish.
+        await wait_for(lambda: len(audit_records(audit)) == 2, what="two investigations")
         status, resolved, _ = await post(http, json.dumps(resolved_payload).encode())
         assert (status, resolved["queued"], resolved["duplicate"]) == (200, 1, 0)
         status, refire, _ = await post(
@@ -64,7 +67,6 @@ async def test_repeat_is_duplicate_refire_and_resolution_are_not(
         )
         assert (status, refire["queued"], refire["duplicate"]) == (200, 1, 0)
 
-        audit = sentinel.settings.resolve(sentinel.settings.sinks.audit.path)
         await wait_for(lambda: len(audit_records(audit)) == 4, what="four audit records")
         outcomes = sorted(r["report"]["outcome"] for r in audit_records(audit))
         assert outcomes == ["completed", "completed", "completed", "resolved"]
@@ -84,7 +86,15 @@ async def test_full_queue_answers_503_and_takes_nothing(
             Delay(0.05, FinalJSON(FINDING)) if release.is_set() else Delay(30, FinalJSON(FINDING))
         )
 
-    overrides = {"dispatcher": {"queue_size": 2, "worker_concurrency": 1, "retry_after_seconds": 7}}
+    # The held investigation never finishes: a short drain timeout ends the test at once.
+    overrides = {
+        "dispatcher": {
+            "queue_size": 2,
+            "worker_concurrency": 1,
+            "retry_after_seconds": 7,
+            "drain_timeout_seconds": 0.5,
+        }
+    }
     async with daemon(tmp_path, [held], **overrides) as (sentinel, http, _):
         dispatcher = sentinel.dispatcher
         assert dispatcher is not None
