@@ -90,9 +90,11 @@ async def test_findings_and_resolution_reach_slack_and_jira(
             await post(firing_body)
             # "Investigating" is posted first; wait for the finding itself (the audit record).
             await wait_for(
-                lambda: len(audit_records(audit)) == 1
-                and len(jira.issues) == 1
-                and all(m.edits == 1 for m in slack.messages.values()),
+                lambda: (
+                    len(audit_records(audit)) == 1
+                    and len(jira.issues) == 1
+                    and all(m.edits == 1 for m in slack.messages.values())
+                ),
                 what="the finding",
             )
             await post(resolved_body)
@@ -105,9 +107,11 @@ async def test_findings_and_resolution_reach_slack_and_jira(
             )
             await post(refire_body)
             await wait_for(
-                lambda: len(audit_records(audit)) == 3
-                and len(slack.messages) == 2
-                and len(jira.issues["OPS-1"].comments) == 2,
+                lambda: (
+                    len(audit_records(audit)) == 3
+                    and len(slack.messages) == 2
+                    and len(jira.issues["OPS-1"].comments) == 2
+                ),
                 what="the re-fire",
             )
 
