@@ -22,6 +22,7 @@ from agents import set_tracing_disabled
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
+from mcp_sentinel.agent.approvals import GateApprovedCalls, NoApprover
 from mcp_sentinel.agent.models import ModelFactory
 from mcp_sentinel.agent.orchestrator import Investigator
 from mcp_sentinel.agent.tools import McpRegistry
@@ -36,6 +37,7 @@ from mcp_sentinel.investigation import InvestigationHandler
 from mcp_sentinel.prompts import PromptRenderer, PromptRepository
 from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.validators.factory import build_pipeline
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.factory import WatcherSet
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
@@ -86,8 +88,25 @@ class Sentinel:
                 "{problem}; investigations will end as analysis_failed",
                 problem=models.missing_credentials,
             )
+        granted = GateApprovedCalls()
+        pipeline = build_pipeline(
+            settings.validators,
+            self.metrics,
+            read_only_tools={
+                name: frozenset(server.read_only_tools)
+                for name, server in settings.mcp_servers.items()
+            },
+            approver=granted,
+        )
+        tool_policy = settings.validators.tool_policy
         mcp = await stack.enter_async_context(
-            McpRegistry(settings.mcp_servers, settings.incident_cards, self.metrics)  # type: ignore[arg-type]
+            McpRegistry(
+                settings.mcp_servers,
+                settings.incident_cards,
+                self.metrics,
+                pipeline,
+                approval_required=tool_policy.enabled and tool_policy.approval == "required",
+            )
         )
         sinks = await open_sinks(
             settings.sinks,
@@ -99,7 +118,14 @@ class Sentinel:
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         handler = InvestigationHandler(
             renderer=renderer,
-            investigator=Investigator(models, mcp, settings.openai),
+            investigator=Investigator(
+                models=models,
+                registry=mcp,
+                settings=settings.openai,
+                pipeline=pipeline,
+                approvals=NoApprover(),
+                granted=granted,
+            ),
             sinks=sinks,
             metrics=self.metrics,
             tracker=tracker,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -111,7 +110,8 @@ def check(config_path: str | None, offline: bool) -> None:
 
     Unless --offline, each MCP server is started (or connected to) once to list its tools.
     """
-    from mcp_sentinel.checks import check_settings
+    from mcp_sentinel.agent.probe import probe_servers
+    from mcp_sentinel.checks import check_settings, mcp_problems
 
     path = config_path_from(config_path)
     try:
@@ -120,7 +120,8 @@ def check(config_path: str | None, offline: bool) -> None:
         _print_problems(path, exc.problems)
         sys.exit(1)
     problems, warnings = check_settings(settings)
-    probes: list[Any] = []
+    probes = [] if offline else asyncio.run(probe_servers(settings.mcp_servers))
+    problems += mcp_problems(probes)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if problems:

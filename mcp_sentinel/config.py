@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mcp_sentinel.errors import ConfigError, ConfigProblem
 from mcp_sentinel.models import IncidentCard
-from mcp_sentinel.settings_base import Section
+from mcp_sentinel.settings_base import HttpAuth, NoAuth, Section
 from mcp_sentinel.sinks.settings import SinksSettings
 from mcp_sentinel.telemetry.settings import TelemetrySettings
 from mcp_sentinel.validators.settings import ValidatorsSettings
@@ -37,22 +37,7 @@ CONFIG_ENV_VAR = "SENTINEL_CONFIG"
 # --------------------------------------------------------------------------- server
 
 
-class BearerAuth(Section):
-    type: Literal["bearer"]
-    token: SecretStr = Field(min_length=1)
-
-
-class BasicAuth(Section):
-    type: Literal["basic"]
-    username: str = Field(min_length=1)
-    password: SecretStr = Field(min_length=1)
-
-
-class NoAuth(Section):
-    type: Literal["none"]
-
-
-ServerAuth = Annotated[BearerAuth | BasicAuth | NoAuth, Field(discriminator="type")]
+ServerAuth = HttpAuth
 
 
 class ServerSettings(Section):
@@ -274,7 +259,10 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Sen
     try:
         settings = SentinelSettings(**expanded, base_dir=config_path.parent)
     except ValidationError as exc:
-        raise ConfigError(problems + _validation_problems(exc)) from None
+        # A missing variable also fails validation where it is used: report it once.
+        unset = {problem.location for problem in problems}
+        follow_on = [p for p in _validation_problems(exc) if p.location not in unset]
+        raise ConfigError(problems + follow_on) from None
     problems += reference_problems(settings)
     if problems:
         raise ConfigError(problems)

@@ -63,7 +63,7 @@ def write_config(
                 "prompt": "prompts/triage.md.j2",
                 "tools": [],
                 "sinks": ["console", "audit"],
-                "max_iterations": 4,
+                "max_iterations": 10,
                 "timeout_seconds": 30,
             }
         ],
@@ -74,6 +74,8 @@ def write_config(
             "transport": "stdio",
             "command": sys.executable,
             "args": [str(SERVER_PATH), "--log", str(mcp_log)],
+            # restart_service and fail count as mutating: the tool policy decides on them.
+            "read_only_tools": ["query", "get_logs"],
         }
         config["incident_cards"][0]["tools"] = ["ops"]
     for section, values in (overrides or {}).items():

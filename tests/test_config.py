@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_sentinel.config import BearerAuth, config_path_from, load_settings
+from mcp_sentinel.config import config_path_from, load_settings
 from mcp_sentinel.errors import ConfigError
+from mcp_sentinel.settings_base import BearerAuth
 from tests.conftest import REPO_ROOT
 
 

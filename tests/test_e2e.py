@@ -110,6 +110,15 @@ async def test_alert_to_finding_through_a_real_mcp_tool(
         in record["prompt"]["instructions"]
     )
     assert verify_audit_log(audit_path).ok
+    # A real alert and ordinary tool output: every validator approves, nothing is flagged.
+    assert {d["result"] for d in report["validation"]} == {"approved"}
+    assert {d["action"] for d in report["validation"]} == {
+        "agent_input",
+        "tool_call",
+        "tool_output",
+        "report",
+    }
+    assert report["flags"] == []
 
     # The console shows the finding; the metrics moved.
     printed = console.getvalue()

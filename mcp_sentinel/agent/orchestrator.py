@@ -1,16 +1,22 @@
-"""The orchestrator: runs the card's openai-agents ``Agent`` on one incident.
+"""The orchestrator: runs the card's openai-agents ``Agent`` on one incident, under the
+validator pipeline.
 
-``Investigator.investigate`` never raises for a failed analysis: a model error, a timeout, a run
-over ``max_iterations`` or unusable output each yield a report with outcome ``analysis_failed``,
-the error, and the alert's own facts, so nobody is left without the alert. Cancellation (the
-daemon shutting down) does propagate.
+The order of one investigation: the agent's input (the rendered prompt and the fenced alert)
+is validated first (injection guard, rate limiter, circuit breaker: an over-budget incident
+waits, it is not dropped); the run's tool calls and outputs are validated by the guardrails
+each MCP server carries; mutating calls that need approval interrupt the run and are decided
+by the ``ApprovalGate``; the final report is validated (secret redaction, grounding) before
+any sink sees it.
+
+``Investigator.investigate`` never raises for a failed analysis: a model error, a timeout, a
+run over ``max_iterations``, unusable output or a refusal each yield a report with outcome
+``analysis_failed``, the error, and the alert's own facts. Cancellation does propagate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +36,14 @@ from agents import (
 from agents.items import ModelResponse
 from agents.mcp import MCPServer
 
+from mcp_sentinel.agent.approvals import (
+    ApprovalGate,
+    ApprovalRequest,
+    GateApprovedCalls,
+    approval_arguments,
+)
+from mcp_sentinel.agent.context import InvestigationContext, RunFacts, split_tool_name
+from mcp_sentinel.agent.guardrails import SDK_TOOL_ERROR_PREFIX, parse_arguments, result_text
 from mcp_sentinel.agent.models import ModelFactory
 from mcp_sentinel.agent.tools import McpRegistry
 from mcp_sentinel.config import OpenAISettings
@@ -42,56 +56,21 @@ from mcp_sentinel.models import (
     ToolCallRecord,
 )
 from mcp_sentinel.prompts import RenderedPrompt
+from mcp_sentinel.validators.actions import AgentInput, ReportCheck
+from mcp_sentinel.validators.pipeline import (
+    IncidentContext,
+    PipelineResult,
+    Retry,
+    ValidatorPipeline,
+)
 
-_TOOL_PREFIX = "mcp_"
-_MAX_RECORDED_RESULT_CHARS = 20_000
-
-
-@dataclass(slots=True)
-class RunFacts:
-    """What one run did, collected by the hooks as it goes (so a failed run still has them)."""
-
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tool_calls: dict[str, ToolCallRecord] = field(default_factory=dict)
-    tool_started: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class InvestigationContext:
-    """The run context the SDK passes to hooks and to the dynamic instructions."""
-
-    prompt: RenderedPrompt
-    facts: RunFacts
-
-
-def _split_tool_name(name: str, servers: list[str]) -> tuple[str | None, str]:
-    """``mcp_prometheus__query`` -> (``prometheus``, ``query``) for the card's known servers."""
-    for server in servers:
-        prefix = f"{_TOOL_PREFIX}{server}__"
-        if name.startswith(prefix):
-            return server, name[len(prefix) :]
-    return None, name
-
-
-def _result_text(result: object) -> str:
-    if isinstance(result, str):
-        text = result
-    elif isinstance(result, list):
-        text = "\n".join(
-            str(part.get("text", part)) if isinstance(part, dict) else str(part) for part in result
-        )
-    else:
-        text = str(result)
-    if len(text) > _MAX_RECORDED_RESULT_CHARS:
-        cut = len(text) - _MAX_RECORDED_RESULT_CHARS
-        text = f"{text[:_MAX_RECORDED_RESULT_CHARS]}… [{cut} characters cut]"
-    return text
+MODEL_BREAKER_TARGET = "model:default"
+# A run is resumed at most this many times after approval interruptions.
+_MAX_APPROVAL_ROUNDS = 10
 
 
 class _RecordingHooks(RunHooks[InvestigationContext]):
-    """Records every model turn and tool call with its arguments and result."""
+    """Records every model turn and tool call; the output guardrail fills in results."""
 
     def __init__(self, server_names: list[str]) -> None:
         self._servers = server_names
@@ -114,8 +93,10 @@ class _RecordingHooks(RunHooks[InvestigationContext]):
         tool: Tool,
     ) -> None:
         call_id = str(getattr(context, "tool_call_id", "") or id(tool))
-        server, name = _split_tool_name(tool.name, self._servers)
         facts = context.context.facts
+        if call_id in facts.tool_calls:
+            return
+        server, name = split_tool_name(tool.name, self._servers)
         facts.tool_started[call_id] = time.monotonic()
         facts.tool_calls[call_id] = ToolCallRecord(
             tool=name, server=server, arguments=str(getattr(context, "tool_arguments", "") or "")
@@ -131,12 +112,12 @@ class _RecordingHooks(RunHooks[InvestigationContext]):
         call_id = str(getattr(context, "tool_call_id", "") or id(tool))
         facts = context.context.facts
         record = facts.tool_calls.get(call_id)
-        if record is None:
-            return
-        text = _result_text(result)
+        if record is None or record.status != "pending":
+            return  # already settled by the output guardrail
+        text = result_text(result)
         record.result = text
-        # The SDK turns a failing MCP call into a message for the model; recognise it here.
-        record.status = "error" if text.startswith("An error occurred while running") else "ok"
+        record.status = "error" if text.startswith(SDK_TOOL_ERROR_PREFIX) else "ok"
+        facts.seen_texts.append(text)
         started = facts.tool_started.pop(call_id, None)
         if started is not None:
             record.duration_seconds = round(time.monotonic() - started, 6)
@@ -167,16 +148,31 @@ def describe_failure(error: BaseException, card: IncidentCard) -> str:
     return f"the agent run failed: {type(error).__name__}"
 
 
+def _is_model_failure(error: BaseException) -> bool:
+    """Failures that count against the model endpoint's circuit breaker."""
+    return isinstance(error, openai.APIError | TimeoutError)
+
+
 class Investigator:
-    """Runs investigations; shared by every worker. Owns no resource: the factory and the
-    registry it is given are closed by whoever built them."""
+    """Runs investigations; shared by every worker. Owns no resource: the factory, registry
+    and pipeline it is given are closed by whoever built them."""
 
     def __init__(
-        self, models: ModelFactory, registry: McpRegistry, settings: OpenAISettings
+        self,
+        *,
+        models: ModelFactory,
+        registry: McpRegistry,
+        settings: OpenAISettings,
+        pipeline: ValidatorPipeline,
+        approvals: ApprovalGate,
+        granted: GateApprovedCalls,
     ) -> None:
         self._models = models
         self._registry = registry
         self._settings = settings
+        self._pipeline = pipeline
+        self._approvals = approvals
+        self._granted = granted
         self._agents: dict[tuple[str, tuple[str, ...]], Agent[InvestigationContext]] = {}
 
     def _agent(self, card: IncidentCard, servers: list[MCPServer]) -> Agent[InvestigationContext]:
@@ -190,43 +186,71 @@ class Investigator:
                 model=model,
                 model_settings=ModelSettings(temperature=self._settings.temperature),
                 output_type=Finding,
+                tools=list(self._registry.hosted_tools_for(card)),
                 mcp_servers=servers,
                 mcp_config={"include_server_in_tool_names": True},
             )
             self._agents[cache_key] = agent
         return agent
 
+    async def _validated(self, action: Any, context: IncidentContext, facts: RunFacts) -> Any:
+        """Run the pipeline on ``action``, waiting out every Retry (an incident over a rate
+        budget waits; it is not dropped). Returns the PipelineResult."""
+        while True:
+            outcome = self._pipeline.check(action, context)
+            if isinstance(outcome, Retry):
+                await asyncio.sleep(outcome.delay_seconds)
+                continue
+            facts.decisions.extend(outcome.decisions)
+            return outcome
+
     async def investigate(self, incident: Incident, prompt: RenderedPrompt) -> IncidentReport:
         card = incident.card
         started_at = datetime.now(UTC)
         started = time.monotonic()
         servers, missing = self._registry.servers_for(card)
+        tools_available = bool(servers or self._registry.hosted_tools_for(card))
         model_name, _ = self._models.model(card.model)
         facts = RunFacts()
+        validation = IncidentContext(incident_id=incident.incident_id, card=card.resource)
         finding: Finding | None = None
         error: str | None = None
-        if self._models.missing_credentials:
+        agent_input: PipelineResult = await self._validated(
+            AgentInput(
+                card=card.resource,
+                incident_id=incident.incident_id,
+                instructions=prompt.instructions,
+                alert_data=prompt.alert_data,
+            ),
+            validation,
+            facts,
+        )
+        checked_input = agent_input.action
+        alert_data = (
+            checked_input.alert_data if isinstance(checked_input, AgentInput) else prompt.alert_data
+        )
+        facts.seen_texts.append(alert_data)
+        if agent_input.rejected is not None:
+            error = f"the agent was not run: {agent_input.rejected}"
+        elif self._models.missing_credentials:
             error = self._models.missing_credentials
         else:
-            agent = self._agent(card, servers)
             try:
                 async with asyncio.timeout(card.timeout_seconds):
-                    result = await Runner.run(
-                        agent,
-                        prompt.alert_data,
-                        context=InvestigationContext(prompt=prompt, facts=facts),
-                        max_turns=card.max_iterations,
-                        hooks=_RecordingHooks([server.name for server in servers]),
-                        run_config=RunConfig(
-                            tracing_disabled=not self._settings.tracing_export,
-                            workflow_name=f"sentinel:{card.resource}",
-                            tool_not_found_behavior="return_error_to_model",
-                        ),
+                    finding = await self._run(
+                        incident=incident,
+                        card=card,
+                        servers=servers,
+                        alert_data=alert_data,
+                        prompt=prompt,
+                        facts=facts,
+                        validation=validation,
                     )
-                finding = _clamped(result.final_output_as(Finding, raise_if_incorrect_type=True))
+                self._pipeline.observe(MODEL_BREAKER_TARGET, True)
             except (Exception, TimeoutError) as exc:
                 error = describe_failure(exc, card)
-        return IncidentReport(
+                self._pipeline.observe(MODEL_BREAKER_TARGET, not _is_model_failure(exc))
+        report = IncidentReport(
             incident_id=incident.incident_id,
             card=card.resource,
             alert=incident.notification.as_dict(),
@@ -243,15 +267,109 @@ class Investigator:
             started_at=started_at,
             finished_at=datetime.now(UTC),
         )
+        return await self._checked_report(report, facts, validation, tools_available)
 
+    async def _run(
+        self,
+        *,
+        incident: Incident,
+        card: IncidentCard,
+        servers: list[MCPServer],
+        alert_data: str,
+        prompt: RenderedPrompt,
+        facts: RunFacts,
+        validation: IncidentContext,
+    ) -> Finding:
+        agent = self._agent(card, servers)
+        context = InvestigationContext(card=card, prompt=prompt, facts=facts, validation=validation)
+        run_config = RunConfig(
+            tracing_disabled=not self._settings.tracing_export,
+            workflow_name=f"sentinel:{card.resource}",
+            tool_not_found_behavior="return_error_to_model",
+        )
+        hooks = _RecordingHooks([server.name for server in servers])
+        result = await Runner.run(
+            agent,
+            alert_data,
+            context=context,
+            max_turns=card.max_iterations,
+            hooks=hooks,
+            run_config=run_config,
+        )
+        rounds = 0
+        while result.interruptions:
+            rounds += 1
+            if rounds > _MAX_APPROVAL_ROUNDS:
+                raise AgentsException("too many approval interruptions in one run")
+            state = result.to_state()
+            server_names = [server.name for server in servers]
+            for item in result.interruptions:
+                server, tool = split_tool_name(item.tool_name or "", server_names)
+                decision = await self._approvals.decide(
+                    ApprovalRequest(
+                        incident_id=incident.incident_id,
+                        card=card.resource,
+                        server=server,
+                        tool=tool,
+                        arguments=approval_arguments(item.raw_item),
+                    )
+                )
+                if decision.approved:
+                    if server is not None:
+                        self._granted.grant(
+                            incident.incident_id,
+                            server,
+                            tool,
+                            parse_arguments(approval_arguments(item.raw_item)),
+                        )
+                    state.approve(item)
+                else:
+                    state.reject(item, rejection_message=f"[sentinel] {decision.reason}")
+                    facts.tool_calls[f"approval-{rounds}-{tool}"] = ToolCallRecord(
+                        tool=tool,
+                        server=server,
+                        arguments=approval_arguments(item.raw_item),
+                        result=decision.reason,
+                        status="refused",
+                    )
+            result = await Runner.run(
+                agent, state, max_turns=card.max_iterations, hooks=hooks, run_config=run_config
+            )
+        finding = result.final_output_as(Finding, raise_if_incorrect_type=True)
+        confidence = min(1.0, max(0.0, finding.confidence))
+        if confidence != finding.confidence:
+            finding = finding.model_copy(update={"confidence": confidence})
+        return finding
 
-def _clamped(finding: Finding) -> Finding:
-    confidence = min(1.0, max(0.0, finding.confidence))
-    return (
-        finding
-        if confidence == finding.confidence
-        else finding.model_copy(update={"confidence": confidence})
-    )
-
-
-__all__: list[Any] = ["Investigator", "describe_failure"]
+    async def _checked_report(
+        self,
+        report: IncidentReport,
+        facts: RunFacts,
+        validation: IncidentContext,
+        tools_available: bool,
+    ) -> IncidentReport:
+        """Validate the report before any sink sees it (redaction, grounding)."""
+        outcome = await self._validated(
+            ReportCheck(
+                card=report.card,
+                incident_id=report.incident_id,
+                report=report,
+                seen_texts=tuple(facts.seen_texts),
+                tools_available=tools_available,
+            ),
+            validation,
+            facts,
+        )
+        checked = outcome.action
+        final = checked.report if isinstance(checked, ReportCheck) else report
+        if outcome.rejected is not None:
+            final = final.model_copy(
+                update={
+                    "outcome": Outcome.ANALYSIS_FAILED,
+                    "finding": None,
+                    "error": f"the report was withheld: {outcome.rejected}",
+                }
+            )
+        return final.model_copy(
+            update={"validation": [decision.to_dict() for decision in facts.decisions]}
+        )

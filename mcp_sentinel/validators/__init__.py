@@ -1,1 +1,55 @@
-"""The synchronous validator pipeline between the agent and the world."""
+"""The synchronous validator pipeline between the agent and the world.
+
+Every crossing (a model run starting, a tool call, a tool output, a finished report) becomes an
+``Action`` that ``ValidatorPipeline`` passes through the enabled validators, highest priority
+first: ``injection_guard``, ``tool_policy``, ``rate_limiter``, ``circuit_breaker``,
+``secret_redaction``, ``grounding``. ``build_pipeline`` builds it from the config; see
+docs/security.md for what each one guarantees and what it does not.
+"""
+
+from mcp_sentinel.validators.actions import (
+    Action,
+    ActionKind,
+    AgentInput,
+    ReportCheck,
+    ToolCall,
+    ToolOutput,
+    breaker_target,
+)
+from mcp_sentinel.validators.factory import build_pipeline, build_validators
+from mcp_sentinel.validators.pipeline import (
+    Approved,
+    IncidentContext,
+    Modified,
+    OutcomeObserver,
+    PipelineResult,
+    Rejected,
+    Retry,
+    SyncValidator,
+    ValidationDecision,
+    ValidationResult,
+    ValidatorPipeline,
+)
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "AgentInput",
+    "Approved",
+    "IncidentContext",
+    "Modified",
+    "OutcomeObserver",
+    "PipelineResult",
+    "Rejected",
+    "ReportCheck",
+    "Retry",
+    "SyncValidator",
+    "ToolCall",
+    "ToolOutput",
+    "ValidationDecision",
+    "ValidationResult",
+    "ValidatorPipeline",
+    "breaker_target",
+    "build_pipeline",
+    "build_validators",
+]

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hmac
 
-from mcp_sentinel.config import BasicAuth, BearerAuth, NoAuth
+from mcp_sentinel.settings_base import BasicAuth, BearerAuth, NoAuth
 
 
 class RequestAuthenticator:

@@ -17,7 +17,8 @@ from typing import Any
 import aiohttp
 
 from mcp_sentinel import __version__
-from mcp_sentinel.watchers.settings import PollerAuth, PollerBasicAuth, PollerBearerAuth
+from mcp_sentinel.settings_base import BasicAuth, BearerAuth
+from mcp_sentinel.watchers.settings import PollerAuth
 
 _MAX_BODY_SHOWN = 200
 
@@ -28,9 +29,9 @@ class PollError(Exception):
 
 def auth_headers(auth: PollerAuth) -> dict[str, str]:
     """The ``Authorization`` header for ``auth`` (none for ``type: none``)."""
-    if isinstance(auth, PollerBearerAuth):
+    if isinstance(auth, BearerAuth):
         return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
-    if isinstance(auth, PollerBasicAuth):
+    if isinstance(auth, BasicAuth):
         # UTF-8, as RFC 7617's charset="UTF-8"; Go servers compare the decoded bytes.
         pair = f"{auth.username}:{auth.password.get_secret_value()}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}

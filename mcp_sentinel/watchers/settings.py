@@ -26,45 +26,23 @@ this module, so importing config.py from here would be circular. Secrets are ``S
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from mcp_sentinel.settings_base import Section
+from mcp_sentinel.settings_base import HttpAuth, NoAuth, Section
 
 _HTTP_URL = r"^https?://[^/\s]+"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-class PollerBearerAuth(Section):
-    """Sends ``Authorization: Bearer <token>``."""
-
-    type: Literal["bearer"]
-    token: SecretStr = Field(min_length=1)
-
-
-class PollerBasicAuth(Section):
-    """Sends HTTP basic credentials."""
-
-    type: Literal["basic"]
-    username: str = Field(min_length=1)
-    password: SecretStr = Field(min_length=1)
-
-
-class PollerNoAuth(Section):
-    type: Literal["none"]
-
-
-PollerAuth = Annotated[
-    PollerBearerAuth | PollerBasicAuth | PollerNoAuth, Field(discriminator="type")
-]
+PollerAuth = HttpAuth
 
 
 class _PollerSettings(Section):
     """What both pollers share."""
 
     url: str = Field(pattern=_HTTP_URL)
-    auth: PollerAuth = Field(default_factory=lambda: PollerNoAuth(type="none"))
+    auth: PollerAuth = Field(default_factory=lambda: NoAuth(type="none"))
     timeout_seconds: float = Field(default=10, gt=0, le=300)
     # False: the first successful poll after start-up records the alerts already active without
     # dispatching them, so a restart does not investigate everything again.

@@ -16,8 +16,8 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from mcp_sentinel.app import Sentinel
-from mcp_sentinel.config import BearerAuth
 from mcp_sentinel.http_server import HttpServer, build_app
+from mcp_sentinel.settings_base import BearerAuth
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.capture import capture_document, capture_name, safe_headers
 from mcp_sentinel.watchers.webhook import WEBHOOK_PATH, AlertmanagerWebhook

@@ -17,12 +17,9 @@ from prometheus_client import CollectorRegistry
 from mcp_sentinel.app import Sentinel
 from mcp_sentinel.config import load_settings
 from mcp_sentinel.errors import ConfigError
+from mcp_sentinel.settings_base import BearerAuth, NoAuth
 from mcp_sentinel.watchers.factory import WatcherSet, build_watchers
-from mcp_sentinel.watchers.settings import (
-    PollerBearerAuth,
-    PollerNoAuth,
-    WatchersSettings,
-)
+from mcp_sentinel.watchers.settings import WatchersSettings
 from tests.conftest import FIXTURES, REPO_ROOT
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON
 from tests.helpers import FINDING, audit_records, wait_for, write_config
@@ -61,11 +58,11 @@ def test_the_documented_keys_load(tmp_path: Path) -> None:
     prometheus, alertmanager = settings.watchers.prometheus, settings.watchers.alertmanager
     assert prometheus.url == "http://prometheus:9090"  # no trailing slash
     assert prometheus.external_labels == {"cluster": "eu-1"}
-    assert isinstance(prometheus.auth, PollerBearerAuth)
+    assert isinstance(prometheus.auth, BearerAuth)
     assert prometheus.auth.token.get_secret_value() == "tok-123"
     assert "tok-123" not in repr(settings)
     assert (alertmanager.interval_seconds, alertmanager.timeout_seconds) == (60, 10)
-    assert isinstance(alertmanager.auth, PollerNoAuth)
+    assert isinstance(alertmanager.auth, NoAuth)
     assert not alertmanager.investigate_existing
 
 
