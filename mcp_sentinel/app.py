@@ -18,29 +18,22 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TextIO
 
-from agents import set_tracing_disabled
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
-from mcp_sentinel.agent.approvals import GateApprovedCalls, NoApprover
-from mcp_sentinel.agent.models import ModelFactory
-from mcp_sentinel.agent.orchestrator import Investigator
-from mcp_sentinel.agent.tools import McpRegistry
 from mcp_sentinel.config import SentinelSettings
-from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
-from mcp_sentinel.dispatcher.queue import MemoryQueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
+from mcp_sentinel.dispatcher.state import open_state
 from mcp_sentinel.http_server import HttpServer, build_app
 from mcp_sentinel.investigation import InvestigationHandler
-from mcp_sentinel.prompts import PromptRenderer, PromptRepository
 from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
-from mcp_sentinel.validators.factory import build_pipeline
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.factory import WatcherSet
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
+from mcp_sentinel.wiring import open_investigation_core
 
 
 class Sentinel:
@@ -77,55 +70,21 @@ class Sentinel:
     async def _start(self) -> None:
         settings = self.settings
         stack = self._stack
-        # The SDK would otherwise export traces of every run to OpenAI's ingest endpoint.
-        set_tracing_disabled(not settings.openai.tracing_export)
-
-        renderer = PromptRenderer(PromptRepository(settings.base_dir))
-        models = ModelFactory(settings.openai)
-        stack.push_async_callback(models.aclose)
-        if models.missing_credentials:
-            logger.warning(
-                "{problem}; investigations will end as analysis_failed",
-                problem=models.missing_credentials,
-            )
-        granted = GateApprovedCalls()
-        pipeline = build_pipeline(
-            settings.validators,
-            self.metrics,
-            read_only_tools={
-                name: frozenset(server.read_only_tools)
-                for name, server in settings.mcp_servers.items()
-            },
-            approver=granted,
-        )
-        tool_policy = settings.validators.tool_policy
-        mcp = await stack.enter_async_context(
-            McpRegistry(
-                settings.mcp_servers,
-                settings.incident_cards,
-                self.metrics,
-                pipeline,
-                approval_required=tool_policy.enabled and tool_policy.approval == "required",
-            )
-        )
+        core = await open_investigation_core(settings, metrics=self.metrics, stack=stack)
+        tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
+        # Before the sinks (their outbox lives in it), so it closes after they drained.
+        state = await open_state(settings, stack=stack, tracker=tracker)
         sinks = await open_sinks(
             settings.sinks,
             resolve=settings.resolve,
             metrics=self.metrics,
             stack=stack,
             console_stream=self._console_stream,
+            outbox=state.outbox,
         )
-        tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         handler = InvestigationHandler(
-            renderer=renderer,
-            investigator=Investigator(
-                models=models,
-                registry=mcp,
-                settings=settings.openai,
-                pipeline=pipeline,
-                approvals=NoApprover(),
-                granted=granted,
-            ),
+            renderer=core.renderer,
+            investigator=core.investigator,
             sinks=sinks,
             metrics=self.metrics,
             tracker=tracker,
@@ -134,13 +93,14 @@ class Sentinel:
         self.dispatcher = await stack.enter_async_context(
             Dispatcher(
                 router=CardRouter(settings.incident_cards, dispatcher_settings.default_card),
-                dedupe=DedupeCache(dispatcher_settings.dedupe_ttl_seconds),
-                queue=MemoryQueueBackend(dispatcher_settings.queue_size),
+                dedupe=state.dedupe,
+                queue=state.queue,
                 handler=handler,
                 metrics=self.metrics,
                 worker_concurrency=dispatcher_settings.worker_concurrency,
                 drain_timeout=dispatcher_settings.drain_timeout_seconds,
                 tracker=tracker,
+                health=(state.problem, lambda: sinks.problem),
             )
         )
         server = settings.server
@@ -151,14 +111,18 @@ class Sentinel:
             max_body_bytes=server.max_body_bytes,
             retry_after_seconds=dispatcher_settings.retry_after_seconds,
             capture_dir=settings.resolve(server.capture_dir) if server.capture_dir else None,
+            read_timeout_seconds=server.read_timeout_seconds,
         )
         app = build_app(
             webhook=webhook,
             registry=self.registry,
             is_ready=lambda: self.dispatcher is not None and self.dispatcher.accepting,
             max_body_bytes=server.max_body_bytes,
+            not_ready_reason=lambda: self.dispatcher.problem if self.dispatcher else None,
         )
-        self.http = await stack.enter_async_context(HttpServer(app, server.host, server.port))
+        self.http = await stack.enter_async_context(
+            HttpServer.from_settings(app, server, resolve=settings.resolve)
+        )
         await stack.enter_async_context(
             WatcherSet(settings.watchers, intake=self.dispatcher, metrics=self.metrics)
         )

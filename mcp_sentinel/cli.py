@@ -239,6 +239,235 @@ def sinks_redeliver(config_path: str | None, sink_names: tuple[str, ...]) -> Non
         sys.exit(1)
 
 
+@main.command("replay")
+@_config_option
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--dry-run", is_flag=True, help="Route and render only: show each alert's card and prompt."
+)
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the model's responses and the tool results to DIR.",
+)
+@click.option(
+    "--cassette",
+    "cassette_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Replay the model and the tools from DIR: no network, deterministic.",
+)
+@click.option(
+    "--expect",
+    "expect_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Expectations (YAML): a pass/fail table, and exit 1 on any failure.",
+)
+@click.option("--sinks", "use_sinks", is_flag=True, help="Also deliver to the configured sinks.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("sentinel-replay.jsonl"),
+    show_default=True,
+    help="Where every incident record is written (JSONL).",
+)
+@click.option(
+    "--report",
+    "report_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a report: HTML for .html, Markdown otherwise.",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Investigations at once.")
+@click.option("--log-level", default="WARNING", show_default=True)
+def replay_command(
+    *,
+    config_path: str | None,
+    paths: tuple[Path, ...],
+    dry_run: bool,
+    record_dir: Path | None,
+    cassette_dir: Path | None,
+    expect_file: Path | None,
+    use_sinks: bool,
+    output: Path,
+    report_file: Path | None,
+    concurrency: int | None,
+    log_level: str,
+) -> None:
+    """Run captured alerts (webhook payloads, capture files, API dumps, JSONL, directories)
+    through the same routing, prompts, agent and validators as `sentinel run`."""
+    from mcp_sentinel.errors import PermanentError
+    from mcp_sentinel.replay import engine
+    from mcp_sentinel.replay.expect import evaluate, load_expectations
+    from mcp_sentinel.replay.inputs import read_batches
+    from mcp_sentinel.replay.report import summary_table, write_report
+    from mcp_sentinel.telemetry.logging import configure_logging, secret_values
+
+    if record_dir is not None and cassette_dir is not None:
+        raise click.UsageError("--record and --cassette exclude each other")
+    settings = _load(config_path)
+    configure_logging(log_level.upper(), secrets=secret_values(settings))
+    skipped: list[str] = []
+    try:
+        batches = read_batches(list(paths), skipped)
+        expectations = load_expectations(expect_file) if expect_file else None
+    except PermanentError as exc:
+        click.echo(f"sentinel replay: {exc}", err=True)
+        sys.exit(1)
+    for note in skipped:
+        click.echo(f"skipped {note}", err=True)
+    if dry_run:
+        for item in engine.dry_run(settings, batches):
+            click.echo(f"== {item.origin}: {item.alert} -> {item.card or 'UNROUTED'}")
+            if item.error:
+                click.echo(f"   {item.error}")
+            if item.prompt is not None:
+                click.echo(f"--- instructions ({item.prompt.template})")
+                click.echo(item.prompt.instructions.rstrip())
+                click.echo("--- input")
+                click.echo(item.prompt.alert_data.rstrip())
+        return
+    total = sum(len(batch.notifications) for batch in batches)
+    options = engine.ReplayOptions(
+        record_dir=record_dir,
+        cassette_dir=cassette_dir,
+        use_configured_sinks=use_sinks,
+        output=output,
+        concurrency=concurrency,
+    )
+    with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+        result = asyncio.run(
+            engine.replay(settings, batches, options, progress=lambda: bar.update(1))
+        )
+    results = None
+    unmatched: list[str] = []
+    if expectations is not None:
+        results, unmatched = evaluate(expectations, result.records)
+    click.echo(summary_table(result.records, results))
+    if result.duplicates:
+        click.echo(f"{result.duplicates} duplicate alert(s) skipped, as the daemon would")
+    for unrouted in result.unrouted:
+        click.echo(f"unrouted: {unrouted}")
+    click.echo(f"records: {output}")
+    if report_file is not None:
+        write_report(report_file, result.records, results)
+        click.echo(f"report: {report_file}")
+    if results is not None:
+        failed = [r for r in results if not r.passed]
+        for verdict in failed:
+            click.echo(
+                f"FAIL: {verdict.alert} ({verdict.incident_id[:12]}): "
+                + "; ".join(verdict.problems)
+            )
+        for problem in unmatched:
+            click.echo(f"FAIL: {problem}")
+        click.echo(
+            f"expectations: {len(results) - len(failed)} passed, "
+            f"{len(failed) + len(unmatched)} failed"
+        )
+        if failed or unmatched:
+            sys.exit(1)
+
+
+@main.group("mcp")
+def mcp_group() -> None:
+    """Built-in MCP servers (toolsets) for the agent."""
+
+
+@mcp_group.command("prometheus")
+@click.option(
+    "--url", required=True, metavar="URL", help="Prometheus base URL, e.g. http://127.0.0.1:9090."
+)
+@click.option("--http", "use_http", is_flag=True, help="Serve streamable HTTP instead of stdio.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP listen address.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="HTTP listen port (0: any free port; the URL is printed on stderr).",
+)
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for Prometheus per request.",
+)
+@click.option(
+    "--max-series",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Series (or targets, alerts, rules) shown per answer; the rest are counted.",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=200),
+    default=6000,
+    show_default=True,
+    help="Characters per answer, truncation note included.",
+)
+@click.option(
+    "--bearer-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding a bearer token for Prometheus.",
+)
+@click.option("--basic-auth-user", default=None, help="Basic auth user for Prometheus.")
+@click.option(
+    "--basic-auth-password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File holding the basic auth password.",
+)
+def mcp_prometheus(
+    *,
+    url: str,
+    use_http: bool,
+    host: str,
+    port: int,
+    timeout_seconds: float,
+    max_series: int,
+    max_chars: int,
+    bearer_token_file: Path | None,
+    basic_auth_user: str | None,
+    basic_auth_password_file: Path | None,
+) -> None:
+    """Serve read-only Prometheus tools over MCP: stdio by default, or streamable HTTP at
+    http://HOST:PORT/mcp with --http."""
+    from mcp_sentinel.toolsets.bounds import OutputLimits
+    from mcp_sentinel.toolsets.prometheus_client import PrometheusAuth, PrometheusClient
+    from mcp_sentinel.toolsets.prometheus_server import serve_http, serve_stdio
+
+    try:
+        auth = PrometheusAuth.from_files(
+            bearer_token_file=bearer_token_file,
+            basic_auth_user=basic_auth_user,
+            basic_auth_password_file=basic_auth_password_file,
+        )
+        client = PrometheusClient(url, timeout_seconds=timeout_seconds, auth=auth)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    limits = OutputLimits(max_series=max_series, max_chars=max_chars)
+    if use_http and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: serving MCP on {host} without authentication: whoever reaches the port "
+            "can query Prometheus through it (with its credentials, if any)",
+            err=True,
+        )
+    try:
+        if use_http:
+            asyncio.run(serve_http(client, limits, host=host, port=port))
+        else:
+            asyncio.run(serve_stdio(client, limits))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        click.echo(f"sentinel mcp prometheus: cannot start: {exc}", err=True)
+        sys.exit(1)
+
+
 @main.command()
 def version() -> None:
     """Print the version."""

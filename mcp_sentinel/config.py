@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mcp_sentinel.errors import ConfigError, ConfigProblem
 from mcp_sentinel.models import IncidentCard
-from mcp_sentinel.settings_base import HttpAuth, NoAuth, Section
+from mcp_sentinel.settings_base import HttpAuth, Section
 from mcp_sentinel.sinks.settings import SinksSettings
 from mcp_sentinel.telemetry.settings import TelemetrySettings
 from mcp_sentinel.validators.settings import ValidatorsSettings
@@ -39,13 +40,57 @@ CONFIG_ENV_VAR = "SENTINEL_CONFIG"
 
 ServerAuth = HttpAuth
 
+_AUTH_REQUIRED = (
+    "required: set {type: bearer, token: ...} or {type: basic, username: ..., password: ...}; "
+    "to accept alerts without credentials, say so explicitly with {type: none}"
+)
+
+
+class TlsSettings(Section):
+    """The listener's certificate and key (PEM files; relative to the config file)."""
+
+    cert_file: Path
+    key_file: Path
+
 
 class ServerSettings(Section):
+    """The HTTP listener. ``auth`` has no default: an open webhook must be asked for."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=9095, ge=0, le=65535)
-    auth: ServerAuth = Field(default_factory=lambda: NoAuth(type="none"))
+    # `None` is never kept: the validator below turns a missing `auth` into a problem that says
+    # how to opt out, instead of pydantic's bare "Field required".
+    auth: ServerAuth = Field(
+        default=None,
+        validate_default=True,
+        description="Required. The webhook's credentials; {type: none} accepts alerts without "
+        "any (a warning is logged when the listener is not on loopback).",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     capture_dir: Path | None = None
+    read_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="The request body must arrive within this, else 408 and the connection is "
+        "closed (a client that stalls mid-body holds nothing for long).",
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=3600,
+        description="An idle connection is closed this long after it opened or after its last "
+        "answer; this also bounds a client that sends its request head slowly (slowloris).",
+    )
+    tls: TlsSettings | None = Field(default=None, description="Serve HTTPS with this certificate.")
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_is_explicit(cls, value: Any) -> Any:
+        if value is None:
+            # A custom error type keeps pydantic's "Value error, " prefix off the message.
+            raise PydanticCustomError("auth_required", _AUTH_REQUIRED)
+        return value
 
 
 class DispatcherSettings(Section):
@@ -55,6 +100,16 @@ class DispatcherSettings(Section):
     drain_timeout_seconds: float = Field(default=30, ge=0)
     default_card: str | None = None
     retry_after_seconds: int = Field(default=5, ge=1)
+    backend: Literal["sqlite", "memory"] = Field(
+        default="sqlite",
+        description="sqlite: the queue, the dedupe keys and the sinks' outbox survive a crash or a "
+        "restart, and the webhook answers 200 once a payload is committed. memory: all of it is "
+        "lost on exit (tests, experiments).",
+    )
+    sqlite_path: Path = Field(
+        default=Path("sentinel-state.db"),
+        description="The state database (with backend sqlite); one daemon per file.",
+    )
 
 
 class OpenAISettings(Section):
@@ -125,7 +180,9 @@ class SentinelSettings(BaseSettings):
         case_sensitive=False,
     )
 
-    server: ServerSettings = Field(default_factory=ServerSettings)
+    # Validated even when absent, so a config without `server` is told that `server.auth` is
+    # required.
+    server: ServerSettings = Field(default_factory=dict, validate_default=True)
     dispatcher: DispatcherSettings = Field(default_factory=DispatcherSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)

@@ -12,15 +12,25 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 from loguru import logger
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
-from mcp_sentinel.agent.orchestrator import Investigator
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.models import Incident, IncidentReport, Outcome
 from mcp_sentinel.prompts import PromptRenderer, RenderedPrompt
 from mcp_sentinel.sinks.base import IncidentRecord, SinkFanout
+from mcp_sentinel.telemetry.logging import incident_context
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.telemetry.tracing import extract_context
+
+
+class IncidentInvestigator(Protocol):
+    """Runs the agent on one incident; ``agent.orchestrator.Investigator`` is the real one."""
+
+    async def investigate(self, incident: Incident, prompt: RenderedPrompt) -> IncidentReport: ...
 
 
 class InvestigationHandler:
@@ -30,19 +40,51 @@ class InvestigationHandler:
         self,
         *,
         renderer: PromptRenderer,
-        investigator: Investigator,
+        investigator: IncidentInvestigator,
         sinks: SinkFanout,
         metrics: SentinelMetrics,
         tracker: IncidentTracker,
+        tracer: Tracer | None = None,
     ) -> None:
         self._renderer = renderer
         self._tracker = tracker
+        self._tracer = tracer or trace.NoOpTracer()
         self._investigator = investigator
         self._sinks = sinks
         self._metrics = metrics
 
     async def handle(self, incident: Incident) -> None:
+        """Investigate and report one incident, inside its trace and its log context."""
         queued_seconds = max(0.0, time.monotonic() - incident.enqueued_monotonic)
+        parent = extract_context(incident.traceparent)
+        now_ns = time.time_ns()
+        # The wait in the queue, as a span that ends now and began when it was accepted.
+        self._tracer.start_span(
+            "queue.wait", context=parent, start_time=now_ns - int(queued_seconds * 1e9)
+        ).end(end_time=now_ns)
+        notification = incident.notification
+        with self._tracer.start_as_current_span(
+            f"incident {incident.card.resource}",
+            context=parent,
+            attributes={
+                "sentinel.incident.id": incident.incident_id,
+                "sentinel.card": incident.card.resource,
+                "sentinel.alert.name": notification.alertname,
+                "sentinel.alert.fingerprint": notification.fingerprint,
+                "sentinel.alert.status": notification.status,
+            },
+        ) as span:
+            trace_id = span.get_span_context().trace_id
+            with incident_context(
+                incident_id=incident.incident_id,
+                card=incident.card.resource,
+                fingerprint=notification.fingerprint,
+                trace_id=f"{trace_id:032x}" if trace_id else None,
+            ):
+                report = await self._handle(incident, queued_seconds)
+            span.set_attribute("sentinel.outcome", report.outcome.value)
+
+    async def _handle(self, incident: Incident, queued_seconds: float) -> IncidentReport:
         prompt: RenderedPrompt | None = None
         if incident.notification.status == "resolved":
             report = self._base(incident, Outcome.RESOLVED, None)
@@ -71,6 +113,7 @@ class InvestigationHandler:
             duration=report.duration_seconds,
         )
         await self._sinks.deliver(IncidentRecord(incident, prompt, report), incident.card.sinks)
+        return report
 
     def _observe(self, report: IncidentReport) -> None:
         metrics = self._metrics
@@ -81,8 +124,11 @@ class InvestigationHandler:
         if report.model:
             metrics.agent_tokens.labels(report.model, "input").inc(report.input_tokens)
             metrics.agent_tokens.labels(report.model, "output").inc(report.output_tokens)
+        metrics.agent_turns.labels(report.card).observe(report.turns)
         for call in report.tools_called:
-            metrics.tool_calls.labels(call.server or "unknown", call.status).inc()
+            # Only tools of a known server are named: a made-up tool name stays "unknown".
+            tool = call.tool if call.server else "unknown"
+            metrics.tool_calls.labels(call.server or "unknown", tool, call.status).inc()
 
     @staticmethod
     def _base(incident: Incident, outcome: Outcome, error: str | None) -> IncidentReport:

@@ -176,6 +176,9 @@ class Incident:
     card: IncidentCard
     incident_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     enqueued_monotonic: float = 0.0
+    # The W3C ``traceparent`` of the span that accepted it (the webhook request), so the
+    # worker's spans join that trace; None when tracing is off or the source had no span.
+    traceparent: str | None = None
 
 
 class DispatchOutcome(StrEnum):

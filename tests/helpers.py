@@ -46,7 +46,13 @@ def write_config(
     (tmp_path / "prompts" / "triage.md.j2").write_text(TRIAGE_TEMPLATE)
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": 0, "auth": {"type": "bearer", "token": TOKEN}},
-        "dispatcher": {"queue_size": 100, "worker_concurrency": 2, "drain_timeout_seconds": 20},
+        # The default backend (sqlite), with its state file beside the config in tmp_path.
+        "dispatcher": {
+            "queue_size": 100,
+            "worker_concurrency": 2,
+            "drain_timeout_seconds": 20,
+            "sqlite_path": "state.db",
+        },
         "openai": {
             "model": "gpt-test",
             "base_url": model_url or "http://127.0.0.1:9/v1",

@@ -52,6 +52,7 @@ def test_check_lists_every_problem_with_its_location(tmp_path: Path) -> None:
     assert "incident_cards[1].max_iterations: Input should be greater than or equal to 1" in err
     # Schema problems are reported first; a config that validates then gets its prompts checked.
     config.write_text(
+        "server: {auth: {type: none}}\n"
         "incident_cards:\n"
         "  - {resource: A, prompt: prompts/a.md.j2}\n"
         "  - {resource: C, prompt: prompts/x.md.j2}\n"

@@ -12,6 +12,8 @@ from tests.conftest import REPO_ROOT
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.yaml"
+    if "server:" not in text:
+        text = "server: {auth: {type: none}}\n" + text  # server.auth is required
     path.write_text(text)
     return path
 

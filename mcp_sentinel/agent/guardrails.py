@@ -23,6 +23,7 @@ from agents import (
 from agents.mcp.util import MCPToolCustomDataContext
 
 from mcp_sentinel.agent.context import InvestigationContext, public_tool_name
+from mcp_sentinel.agent.decisions import record_decisions
 from mcp_sentinel.models import ToolCallRecord
 from mcp_sentinel.validators.actions import ToolCall, ToolOutput
 from mcp_sentinel.validators.pipeline import ValidatorPipeline
@@ -120,6 +121,7 @@ class ToolGuard:
         )
         result = await self._pipeline.run(action, run.validation)
         run.facts.decisions.extend(result.decisions)
+        record_decisions(result.decisions)
         reason = result.rejected
         if reason is None and result.action != action:
             # The SDK cannot change a call's arguments, so a changed call is not run at all.
@@ -158,6 +160,7 @@ class ToolGuard:
         )
         result = await self._pipeline.run(action, run.validation)
         run.facts.decisions.extend(result.decisions)
+        record_decisions(result.decisions)
         if result.rejected is not None:
             shown = f"[sentinel] The output of {tool} was withheld: {result.rejected}"
         else:

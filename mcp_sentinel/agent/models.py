@@ -7,6 +7,8 @@ the model name is always set explicitly, so the SDK never substitutes a default 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agents import Model, OpenAIChatCompletionsModel, OpenAIResponsesModel
 from openai import AsyncOpenAI
 
@@ -19,11 +21,21 @@ _PLACEHOLDER_KEY = "sentinel-no-key"
 class ModelFactory:
     """Builds (and caches) one ``Model`` per model name. Owns the client; ``aclose`` closes it."""
 
-    def __init__(self, settings: OpenAISettings) -> None:
+    def __init__(
+        self,
+        settings: OpenAISettings,
+        *,
+        wrap: Callable[[Model], Model] | None = None,
+        require_credentials: bool = True,
+    ) -> None:
+        """``wrap`` decorates every model built (replay records or replaces them with it);
+        without ``require_credentials`` a missing key is not a problem (a cassette needs none).
+        """
         self._settings = settings
+        self._wrap = wrap
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self.missing_credentials: str | None = None
-        if not key and settings.base_url is None:
+        if require_credentials and not key and settings.base_url is None:
             self.missing_credentials = (
                 "openai.api_key is not set (and no openai.base_url for a local server): "
                 "set OPENAI_API_KEY or SENTINEL__OPENAI__API_KEY"
@@ -49,7 +61,7 @@ class ModelFactory:
                 model = OpenAIResponsesModel(model=model_name, openai_client=self._client)
             else:
                 model = OpenAIChatCompletionsModel(model=model_name, openai_client=self._client)
-            self._models[model_name] = model
+            self._models[model_name] = self._wrap(model) if self._wrap else model
         return model_name, self._models[model_name]
 
     async def aclose(self) -> None:

@@ -35,6 +35,8 @@ from agents import (
 )
 from agents.items import ModelResponse
 from agents.mcp import MCPServer
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode, Tracer
 
 from mcp_sentinel.agent.approvals import (
     ApprovalGate,
@@ -43,6 +45,7 @@ from mcp_sentinel.agent.approvals import (
     approval_arguments,
 )
 from mcp_sentinel.agent.context import InvestigationContext, RunFacts, split_tool_name
+from mcp_sentinel.agent.decisions import record_decisions
 from mcp_sentinel.agent.guardrails import SDK_TOOL_ERROR_PREFIX, parse_arguments, result_text
 from mcp_sentinel.agent.models import ModelFactory
 from mcp_sentinel.agent.tools import McpRegistry
@@ -166,13 +169,19 @@ class Investigator:
         pipeline: ValidatorPipeline,
         approvals: ApprovalGate,
         granted: GateApprovedCalls,
+        tracer: Tracer | None = None,
+        sdk_tracing: bool = False,
     ) -> None:
+        """``sdk_tracing``: let the SDK trace runs (for the OpenTelemetry bridge or its own
+        exporter); off, runs are not traced by the SDK at all."""
         self._models = models
         self._registry = registry
         self._settings = settings
         self._pipeline = pipeline
         self._approvals = approvals
         self._granted = granted
+        self._tracer = tracer or trace.NoOpTracer()
+        self._sdk_tracing = sdk_tracing
         self._agents: dict[tuple[str, tuple[str, ...]], Agent[InvestigationContext]] = {}
 
     def _agent(self, card: IncidentCard, servers: list[MCPServer]) -> Agent[InvestigationContext]:
@@ -202,6 +211,7 @@ class Investigator:
                 await asyncio.sleep(outcome.delay_seconds)
                 continue
             facts.decisions.extend(outcome.decisions)
+            record_decisions(outcome.decisions)
             return outcome
 
     async def investigate(self, incident: Incident, prompt: RenderedPrompt) -> IncidentReport:
@@ -235,21 +245,42 @@ class Investigator:
         elif self._models.missing_credentials:
             error = self._models.missing_credentials
         else:
+            span = self._tracer.start_span(
+                f"invoke_agent {card.resource}",
+                attributes={
+                    "gen_ai.system": "openai",
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": card.resource,
+                    "gen_ai.request.model": model_name,
+                },
+            )
             try:
-                async with asyncio.timeout(card.timeout_seconds):
-                    finding = await self._run(
-                        incident=incident,
-                        card=card,
-                        servers=servers,
-                        alert_data=alert_data,
-                        prompt=prompt,
-                        facts=facts,
-                        validation=validation,
-                    )
+                with trace.use_span(span, end_on_exit=False):
+                    async with asyncio.timeout(card.timeout_seconds):
+                        finding = await self._run(
+                            incident=incident,
+                            card=card,
+                            servers=servers,
+                            alert_data=alert_data,
+                            prompt=prompt,
+                            facts=facts,
+                            validation=validation,
+                        )
                 self._pipeline.observe(MODEL_BREAKER_TARGET, True)
             except (Exception, TimeoutError) as exc:
                 error = describe_failure(exc, card)
                 self._pipeline.observe(MODEL_BREAKER_TARGET, not _is_model_failure(exc))
+                span.set_status(Status(StatusCode.ERROR, error))
+            finally:
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": facts.input_tokens,
+                        "gen_ai.usage.output_tokens": facts.output_tokens,
+                        "sentinel.agent.turns": facts.turns,
+                        "sentinel.agent.tool_calls": len(facts.tool_calls),
+                    }
+                )
+                span.end()
         report = IncidentReport(
             incident_id=incident.incident_id,
             card=card.resource,
@@ -283,7 +314,7 @@ class Investigator:
         agent = self._agent(card, servers)
         context = InvestigationContext(card=card, prompt=prompt, facts=facts, validation=validation)
         run_config = RunConfig(
-            tracing_disabled=not self._settings.tracing_export,
+            tracing_disabled=not self._sdk_tracing,
             workflow_name=f"sentinel:{card.resource}",
             tool_not_found_behavior="return_error_to_model",
         )

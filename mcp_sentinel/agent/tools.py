@@ -1,9 +1,14 @@
 """The MCP tool registry: every configured MCP server, connected once and shared by incidents.
 
 ``McpRegistry`` is an async context manager around openai-agents' ``MCPServerManager``: entering
-connects every local server (one that fails is reported and left out; the others work, and a
-background task retries the failed ones with backoff), leaving closes them. Each server
-carries:
+connects every local server (one that fails is reported and left out; the others work), leaving
+closes them. A background task (``_supervise``) keeps them up for the registry's life: it
+retries failed servers with backoff, and pings each connected one every
+``health_check_seconds``; a server that stopped answering (its process died, its endpoint went
+away) is marked failed, ``sentinel_mcp_server_up`` turns 0, and it is reconnected at once and
+then with backoff. The server objects stay the same, so incidents use a reconnected server
+again; a call made while it was down failed as data (the SDK hands the model the error).
+Each server carries:
 
 - a dynamic tool filter, so one shared connection shows each card only the tools its
   ``tools`` list allows;
@@ -17,7 +22,7 @@ that the model provider calls, with the same pipeline deciding their approval re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -45,6 +50,8 @@ LocalMcpSettings = StdioMcpServer | HttpMcpServer
 
 _RECONNECT_FIRST_DELAY = 2.0
 _RECONNECT_MAX_DELAY = 120.0
+_HEALTH_CHECK_SECONDS = 5.0
+_PING_TIMEOUT_SECONDS = 5.0
 
 
 class CardToolPolicy:
@@ -71,6 +78,7 @@ def build_server(
     guard: ToolGuard,
     *,
     approval_required: bool,
+    wrap_class: Callable[[type[Any]], type[Any]] | None = None,
 ) -> MCPServer:
     """One openai-agents MCP server object for a configured server (not yet connected)."""
 
@@ -91,6 +99,8 @@ def build_server(
         "custom_data_extractor": guard.note_result,
     }
     server_class, params = transport_params(settings)
+    if wrap_class is not None:
+        server_class = wrap_class(server_class)
     server: MCPServer = server_class(params=params, **common)
     return server
 
@@ -129,7 +139,11 @@ class McpRegistry:
         *,
         approval_required: bool = False,
         connect_timeout_seconds: float = 20.0,
+        wrap_class: Callable[[type[Any]], type[Any]] | None = None,
+        health_check_seconds: float = _HEALTH_CHECK_SECONDS,
     ) -> None:
+        """``wrap_class`` subclasses each server's SDK class (replay records or replaces the
+        transport with it); everything else about the server stays the same."""
         self._policy = CardToolPolicy(cards)
         self._metrics = metrics
         self._pipeline = pipeline
@@ -148,7 +162,12 @@ class McpRegistry:
                 self._hosted[name] = config
             else:
                 self._servers[name] = build_server(
-                    name, config, self._policy, guard, approval_required=approval_required
+                    name,
+                    config,
+                    self._policy,
+                    guard,
+                    approval_required=approval_required,
+                    wrap_class=wrap_class,
                 )
         self._manager = MCPServerManager(
             list(self._servers.values()),
@@ -160,6 +179,11 @@ class McpRegistry:
             connect_in_parallel=True,
         )
         self.failed: dict[str, str] = {}
+        self._health_check_seconds = health_check_seconds
+        self._ping_timeouts = {
+            name: min(_PING_TIMEOUT_SECONDS, config.timeout_seconds)
+            for name, config in servers.items()
+        }
         self._task_group: asyncio.TaskGroup | None = None
         self._reconnector: asyncio.Task[None] | None = None
 
@@ -170,10 +194,9 @@ class McpRegistry:
         self._record_state()
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
-        if self.failed:
-            self._reconnector = self._task_group.create_task(
-                self._reconnect_failed(), name="sentinel-mcp-reconnect"
-            )
+        self._reconnector = self._task_group.create_task(
+            self._supervise(), name="sentinel-mcp-reconnect"
+        )
         return self
 
     async def __aexit__(
@@ -218,17 +241,56 @@ class McpRegistry:
                     error=error,
                 )
 
-    async def _reconnect_failed(self) -> None:
-        """Retry the failed servers with exponential backoff until every one is up."""
+    async def _supervise(self) -> None:
+        """For the registry's life: retry the failed servers with exponential backoff; while
+        none is failed, ping the connected ones every ``health_check_seconds`` and reconnect
+        one that stopped answering at once (it was healthy until now)."""
         delay = _RECONNECT_FIRST_DELAY
-        while self.failed:
-            await asyncio.sleep(delay)
+        while True:
+            if self.failed:
+                await asyncio.sleep(delay)
+                await self._reconnect_failed()
+                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                continue
+            delay = _RECONNECT_FIRST_DELAY
+            await asyncio.sleep(self._health_check_seconds)
+            if await self._mark_unresponsive():
+                await self._reconnect_failed()
+
+    async def _reconnect_failed(self) -> None:
+        try:
+            await self._manager.reconnect(failed_only=True)
+        except Exception as exc:
+            logger.warning("MCP reconnect attempt failed: {error}", error=repr(exc))
+        self._record_state()
+
+    async def _mark_unresponsive(self) -> bool:
+        """Ping every connected server; mark those that do not answer as failed. True when
+        one was."""
+        dead = False
+        for server in self._manager.active_servers:
+            # A server without a session (a replay cassette) has nothing to ping.
+            session = getattr(server, "session", None)
+            if session is None:
+                continue
             try:
-                await self._manager.reconnect(failed_only=True)
+                async with asyncio.timeout(self._ping_timeouts.get(server.name, 5.0)):
+                    await session.send_ping()
             except Exception as exc:
-                logger.warning("MCP reconnect attempt failed: {error}", error=repr(exc))
-            self._record_state()
-            delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                logger.error(
+                    "MCP server {server} stopped answering ({error}); reconnecting it",
+                    server=server.name,
+                    error=error,
+                )
+                # The manager has no public way to say a connected server died; this is what
+                # its own connect path records (agents 0.24, pinned below 0.25). The next
+                # reconnect(failed_only=True) then cleans the dead connection up and connects.
+                self._manager._record_failure(server, exc, phase="health check")
+                self.failed[server.name] = error
+                self._metrics.mcp_server_up.labels(server.name).set(0)
+                dead = True
+        return dead
 
     def servers_for(self, card: IncidentCard) -> tuple[list[MCPServer], list[str]]:
         """The connected servers the card uses, and the names of those it wants but lacks."""

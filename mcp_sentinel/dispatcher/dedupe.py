@@ -4,6 +4,10 @@ The key is ``(fingerprint, startsAt, status)``: the byte-identical repeat that A
 every ``repeat_interval`` has the same key; a re-fire has a new startsAt; a resolved notice has
 another status. An entry lives ``ttl_seconds`` from when it was first remembered; pick a TTL
 longer than Alertmanager's ``repeat_interval``, or repeats after it are investigated again.
+
+``DedupeStore`` is the seam the dispatcher uses: ``DedupeCache`` here (memory, lost on exit) or
+``sqlite_queue.SqliteDedupeStore`` (survives a restart). Both answer ``seen`` from memory, so
+the dispatcher's intake never waits on a disk.
 """
 
 from __future__ import annotations
@@ -11,6 +15,22 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Protocol
+
+
+class DedupeStore(Protocol):
+    """What the dispatcher needs of its dedupe state. Called on the event loop only; the
+    methods never block (a persistent store writes through its own thread)."""
+
+    def seen(self, key: Hashable) -> bool:
+        """True when ``key`` was remembered less than the TTL ago."""
+        ...
+
+    def remember(self, key: Hashable) -> None:
+        """Remember ``key`` for one TTL from first sight (a repeat does not extend it)."""
+        ...
+
+    def __len__(self) -> int: ...
 
 
 class DedupeCache:
@@ -41,6 +61,15 @@ class DedupeCache:
         self.purge(now)
         if key not in self._expiry:
             self._expiry[key] = now + self._ttl
+
+    def restore(self, key: Hashable, expiry: float) -> None:
+        """Put back ``key`` with the ``expiry`` it had (on this cache's clock). Keys must be
+        restored in expiry order, like ``remember`` adds them; an expired one is ignored."""
+        if expiry > self._clock():
+            self._expiry[key] = expiry
+
+    def expiry_of(self, key: Hashable) -> float | None:
+        return self._expiry.get(key)
 
     def purge(self, now: float | None = None) -> int:
         """Drop expired entries; return how many were dropped."""

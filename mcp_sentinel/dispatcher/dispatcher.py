@@ -3,21 +3,27 @@
 Lifecycle (``async with Dispatcher(...)``): entering starts ``worker_concurrency`` worker tasks
 in a TaskGroup; ``shutdown()`` stops intake (``dispatch`` answers REJECTED from then on), waits up
 to ``drain_timeout`` for the queue to empty and running incidents to finish, then cancels what is
-left. Leaving the context calls ``shutdown()`` if nobody did.
+left: a cancelled worker ``release``s its incident, which a durable queue runs again after the
+next start (and keeps whatever was still queued). Leaving the context calls ``shutdown()`` if
+nobody did.
+
+Health: ``health`` callables (the state database, the audit sink) name a problem or return
+None. While one names a problem the dispatcher is not ``accepting``: ``dispatch`` answers
+REJECTED, the webhook 503 and ``/readyz`` 503, rather than accepting what it could not keep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
 from loguru import logger
 
-from mcp_sentinel.dispatcher.dedupe import DedupeCache
+from mcp_sentinel.dispatcher.dedupe import DedupeStore
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.queue import QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
@@ -48,19 +54,25 @@ class DispatchResult:
 
 
 class Dispatcher:
-    """Owns the dedupe state and the workers; the queue backend is passed in and not closed."""
+    """Owns the workers; the dedupe store and the queue backend are passed in and not closed.
+
+    With the SQLite backend, the queue is built with the dedupe store (``sqlite_queue``): its
+    ``put_all`` commits the incidents and their dedupe keys in one transaction, and the
+    ``remember`` that follows here finds them already remembered.
+    """
 
     def __init__(
         self,
         *,
         router: CardRouter,
-        dedupe: DedupeCache,
+        dedupe: DedupeStore,
         queue: QueueBackend,
         handler: IncidentHandler,
         metrics: SentinelMetrics,
         worker_concurrency: int,
         drain_timeout: float,
         tracker: IncidentTracker | None = None,
+        health: Sequence[Callable[[], str | None]] = (),
     ) -> None:
         self._router = router
         self._tracker = tracker
@@ -70,6 +82,7 @@ class Dispatcher:
         self._metrics = metrics
         self._worker_concurrency = worker_concurrency
         self._drain_timeout = drain_timeout
+        self._health = tuple(health)
         self._accepting = False
         # Held across the dedupe check and the enqueue, so two payloads carrying the same alert
         # cannot both be queued, and a refused payload never leaves its keys marked as seen.
@@ -81,7 +94,19 @@ class Dispatcher:
 
     @property
     def accepting(self) -> bool:
-        return self._accepting
+        """True while running and healthy: intake is taken only then."""
+        return self._accepting and self.problem is None
+
+    @property
+    def problem(self) -> str | None:
+        """Why alerts are refused now (starting, stopping, or a health problem), else None."""
+        if not self._accepting:
+            return "starting up or shutting down"
+        for check in self._health:
+            problem = check()
+            if problem is not None:
+                return problem
+        return None
 
     @property
     def queue(self) -> QueueBackend:
@@ -120,9 +145,11 @@ class Dispatcher:
         remembered, so the sender's retry is treated as new. Unrouted alerts are counted and
         logged; they are not queued.
         """
-        if not self._accepting:
+        if not self.accepting:
             return self._finish([DispatchOutcome.REJECTED] * len(notifications))
         async with self._intake_lock:
+            if not self.accepting:  # shutdown began (or a health problem) while we waited
+                return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             outcomes: list[DispatchOutcome] = []
             fresh: list[Incident] = []
             fresh_keys: list[DedupeKey] = []
@@ -171,6 +198,8 @@ class Dispatcher:
             try:
                 await self._handler.handle(incident)
             except asyncio.CancelledError:
+                # Not finished: a durable queue runs it again after the next start.
+                self._queue.release(incident)
                 logger.warning(
                     "worker {index} cancelled during incident {incident_id}",
                     index=index,
@@ -178,11 +207,11 @@ class Dispatcher:
                 )
                 raise
             except Exception:
+                # A handler bug: running it again would fail again, so it counts as done.
                 logger.exception(
                     "incident {incident_id} failed in its handler", incident_id=incident.incident_id
                 )
-            finally:
-                self._queue.task_done(incident)
+            self._queue.task_done(incident)
 
     async def shutdown(self) -> None:
         """Stop intake, drain within the grace period, then cancel the workers. Idempotent."""
@@ -203,7 +232,7 @@ class Dispatcher:
         except TimeoutError:
             logger.error(
                 "drain timeout after {timeout}s: {queued} queued and {running} running incident(s) "
-                "abandoned",
+                "not finished (a durable queue keeps them for the next start)",
                 timeout=self._drain_timeout,
                 queued=self._queue.depth(),
                 running=self._queue.in_progress(),

@@ -1,9 +1,10 @@
 """Queue backends: where accepted incidents wait for a worker.
 
 ``QueueBackend`` is the seam; ``MemoryQueueBackend`` is a bounded priority queue in memory
-(critical before warning before info, then first come first served). ``put_all`` is all or
-nothing, so a webhook payload is either taken whole or refused whole and Alertmanager's retry
-of it is clean.
+(critical before warning before info, then first come first served), and
+``sqlite_queue.SqliteQueueBackend`` the same queue kept in the state database, so that what was
+accepted survives a restart. ``put_all`` is all or nothing, so a webhook payload is either taken
+whole or refused whole and Alertmanager's retry of it is clean.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def priority_of(incident: Incident) -> int:
 class QueueBackend(Protocol):
     """Holds accepted incidents until a worker takes them.
 
-    ``put_all`` takes every incident or none (returns False when it cannot take them all).
-    A worker calls ``get`` and then ``task_done`` with the same incident once it is finished;
-    ``join`` returns when nothing is queued or in progress.
+    ``put_all`` takes every incident or none (returns False when it cannot take them all); a
+    durable backend returns only once they are committed. A worker calls ``get`` and then,
+    with the same incident, ``task_done`` once it is finished (done: never run again) or
+    ``release`` when it was stopped before finishing (a durable backend runs it again after the
+    next start). ``join`` returns when nothing is queued or in progress. Everything is called
+    on the event loop; the synchronous methods never block on a disk.
     """
 
     @property
@@ -43,6 +47,8 @@ class QueueBackend(Protocol):
     async def get(self) -> Incident: ...
 
     def task_done(self, incident: Incident) -> None: ...
+
+    def release(self, incident: Incident) -> None: ...
 
     async def join(self) -> None: ...
 
@@ -97,6 +103,10 @@ class MemoryQueueBackend:
         self._unfinished -= 1
         if self._unfinished == 0:
             self._idle.set()
+
+    def release(self, incident: Incident) -> None:
+        """The worker was stopped (shutdown): in memory there is no next start to hand it to."""
+        self.task_done(incident)
 
     async def join(self) -> None:
         await self._idle.wait()

@@ -22,6 +22,7 @@ from mcp_sentinel.sinks.delivery import SinkDispatcher
 from mcp_sentinel.sinks.http import host_of
 from mcp_sentinel.sinks.jira import JiraSink
 from mcp_sentinel.sinks.jira_issues import JiraIssueMap
+from mcp_sentinel.sinks.outbox import SqliteOutbox
 from mcp_sentinel.sinks.retry import RetryPolicy
 from mcp_sentinel.sinks.settings import SinksSettings
 from mcp_sentinel.sinks.slack import SlackBotSink, SlackWebhookSink
@@ -31,6 +32,9 @@ from mcp_sentinel.telemetry.metrics import SentinelMetrics
 #: Delivered by the worker itself (local and fast; the audit record is on disk when the
 #: worker moves on). Every other sink is queued.
 INLINE_SINKS = frozenset({"console", "audit"})
+#: While one of these cannot deliver, the daemon refuses new alerts (503): the audit log is
+#: the record of what was done, and a full disk would take the state database down next.
+GATING_SINKS = frozenset({"audit"})
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -110,11 +114,14 @@ async def open_sinks(
     stack: AsyncExitStack,
     console_stream: TextIO | None = None,
     sleep: Sleep | None = None,
+    outbox: SqliteOutbox | None = None,
 ) -> SinkDispatcher:
     """Open every enabled sink and the dispatcher on ``stack`` (closed when it closes) and
     return the dispatcher, the ``SinkFanout`` the incident handler uses.
 
-    ``resolve`` makes config paths absolute (against the config file's directory).
+    ``resolve`` makes config paths absolute (against the config file's directory). With
+    ``outbox`` (the SQLite backend) deliveries are stored until their sink takes them, and are
+    retried across restarts; without, they live in memory (``delivery`` says more).
     """
     sinks = await open_sink_objects(
         settings, resolve=resolve, stack=stack, console_stream=console_stream, sleep=sleep
@@ -126,5 +133,7 @@ async def open_sinks(
         metrics=metrics,
         queue_size=settings.queue_size,
         drain_timeout=settings.drain_timeout_seconds,
+        outbox=outbox,
+        gating=GATING_SINKS,
     )
     return await stack.enter_async_context(dispatcher)

@@ -9,7 +9,10 @@ Body (``Content-Type: application/json``; UTF-8)::
 (``IncidentRecord.as_dict``); the rendered prompt is left out. A resolution is a record whose
 ``report.outcome`` is ``"resolved"``, with the same ``notification.fingerprint`` and
 ``starts_at`` as the firing one. A receiver may get the same record more than once (a retry
-after a timeout, a redelivered dead letter): ``incident_id`` plus ``report.outcome`` identify it.
+after a timeout, a delivery repeated after a crash, a redelivered dead letter): every attempt
+carries ``Idempotency-Key`` and ``X-Sentinel-Delivery-Id`` (the same value), derived from
+``incident_id`` and ``report.outcome`` only, so it is the same for every attempt and after a
+restart. A receiver that remembers the keys it processed can drop repeats.
 
 Signature (when ``hmac_secret`` is set), on every attempt::
 
@@ -34,6 +37,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -46,6 +50,16 @@ from mcp_sentinel.sinks.settings import WebhookSinkSettings
 SCHEMA = "mcp_sentinel.incident.v1"
 SIGNATURE_HEADER = "X-Sentinel-Signature"
 TIMESTAMP_HEADER = "X-Sentinel-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+DELIVERY_ID_HEADER = "X-Sentinel-Delivery-Id"
+_DELIVERY_NAMESPACE = uuid.UUID("6f1f3c52-52a3-4be4-9f55-0b8f3a1d7e21")
+
+
+def delivery_id(record: IncidentRecord) -> str:
+    """The record's delivery id: a UUID from its incident id and outcome, stable across
+    attempts and restarts."""
+    name = f"{record.incident.incident_id}/{record.report.outcome.value}"
+    return str(uuid.uuid5(_DELIVERY_NAMESPACE, name))
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -107,9 +121,14 @@ class WebhookSink:
 
     async def deliver(self, record: IncidentRecord) -> None:
         body = json.dumps(payload(record), ensure_ascii=False, separators=(",", ":")).encode()
+        key = delivery_id(record)
 
         def headers() -> dict[str, str]:
-            result = {"Content-Type": "application/json; charset=utf-8"}
+            result = {
+                "Content-Type": "application/json; charset=utf-8",
+                IDEMPOTENCY_HEADER: key,
+                DELIVERY_ID_HEADER: key,
+            }
             if self._secret is not None:
                 timestamp = int(self._clock())
                 result[TIMESTAMP_HEADER] = str(timestamp)

@@ -7,7 +7,14 @@ sets, never from alert data such as a fingerprint.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 
 from mcp_sentinel import __version__
 
@@ -19,6 +26,9 @@ class SentinelMetrics:
     """Every metric the daemon exports. One instance per registry; tests build a fresh one."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # The client's extra ``*_created`` series double the scrape for a timestamp nobody
+        # graphs; the switch is process-wide, which is fine: this process has one exporter.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
         self.build_info = Info("sentinel_build", "Version of mcp_sentinel.", registry=registry)
         self.build_info.info({"version": __version__})
@@ -73,8 +83,15 @@ class SentinelMetrics:
         )
         self.tool_calls = Counter(
             "sentinel_tool_calls_total",
-            "Tool calls the agent made, by server and outcome.",
-            ["server", "outcome"],
+            "Tool calls the agent made, by server, tool and outcome (ok, error, refused).",
+            ["server", "tool", "outcome"],
+            registry=registry,
+        )
+        self.agent_turns = Histogram(
+            "sentinel_agent_turns",
+            "Model turns an investigation took, by card.",
+            ["card"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
             registry=registry,
         )
         self.sink_deliveries = Counter(

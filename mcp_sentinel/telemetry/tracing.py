@@ -35,11 +35,29 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from mcp_sentinel import __version__
 from mcp_sentinel.telemetry.settings import TracingSettings
 
 TRACER_NAME = "mcp_sentinel"
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def extract_context(traceparent: str | None) -> otel_context.Context | None:
+    """The context a W3C ``traceparent`` names (None without one)."""
+    if not traceparent:
+        return None
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, to carry across the queue."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent")
 
 
 def build_exporter(settings: TracingSettings) -> SpanExporter:

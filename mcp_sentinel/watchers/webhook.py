@@ -6,9 +6,14 @@ Answers, as Alertmanager needs them (it retries 5xx with backoff and never retri
   (counted and logged: a retry would not route it either);
 - 400 for a malformed payload, naming the field (the body is parsed as JSON whatever its
   Content-Type says, so ``curl -d @payload.json`` works);
-- 401 for missing or wrong credentials; 413 for a body over ``max_body_bytes``;
+- 401 for missing or wrong credentials; 413 for a body over ``max_body_bytes`` (checked
+  against ``Content-Length`` before the body is read, and while it is read);
+- 408 when the body does not arrive within ``read_timeout_seconds`` (the connection is then
+  closed: a client that stalls mid-body holds nothing for long);
 - 503 with ``Retry-After`` when it cannot take the whole payload now (queue full, shutting
-  down), and then it takes none of it, so the retry is clean.
+  down, or the intake is unhealthy: the state database or the audit log cannot be written),
+  and then it takes none of it, so the retry is clean. With the SQLite backend, 200 means
+  the payload's incidents are committed to disk.
 
 Capture (``server.capture_dir``, ``sentinel run --capture DIR``): each request answered 200 is
 also written to DIR as one file, ``<UTC time to the ms>Z-<8 hex>.json`` (names sort by time),
@@ -20,6 +25,7 @@ in a worker thread. A failed write is logged and does not change the answer. Ref
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,11 +73,13 @@ class AlertmanagerWebhook:
         max_body_bytes: int,
         retry_after_seconds: int,
         capture_dir: Path | None = None,
+        read_timeout_seconds: float = 30.0,
     ) -> None:
         self._intake = intake
         self._authenticator = authenticator
         self._metrics = metrics
         self._max_body_bytes = max_body_bytes
+        self._read_timeout = read_timeout_seconds
         self._retry_after = str(retry_after_seconds)
         self._capture = CaptureWriter(capture_dir) if capture_dir is not None else None
         if capture_dir is not None:
@@ -104,11 +112,20 @@ class AlertmanagerWebhook:
                 413, f"body of {declared} bytes is over the limit of {self._max_body_bytes} bytes"
             )
         if not self._intake.accepting:
-            return self._unavailable("not accepting alerts now (starting up or shutting down)")
+            # The dispatcher says why (an intake without `problem` is starting or stopping).
+            problem = getattr(self._intake, "problem", None) or "starting up or shutting down"
+            return self._unavailable(f"not accepting alerts now: {problem}")
         try:
-            body = await request.read()
+            async with asyncio.timeout(self._read_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _json_error(413, f"body is over the limit of {self._max_body_bytes} bytes")
+        except TimeoutError:
+            response = _json_error(
+                408, f"the request body did not arrive within {self._read_timeout:g}s"
+            )
+            response.force_close()
+            return response
         try:
             payload = WebhookPayload.model_validate_json(body)
         except ValidationError as exc:

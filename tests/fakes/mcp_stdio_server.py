@@ -3,7 +3,9 @@
 Run: ``python tests/fakes/mcp_stdio_server.py [--log FILE]`` (or set ``FAKE_MCP_LOG``).
 
 Tools (all deterministic): ``query``, ``get_logs``, ``restart_service`` (mutating), ``fail``
-(always errors; the client gets ``isError=True`` with the message). Every invocation appends
+(always errors; the client gets ``isError=True`` with the message). With ``--crash-tool`` also
+``crash``, which makes the process exit at once (status 3) without answering: a server that
+dies mid-run. Every invocation appends
 one JSON line ``{"tool": name, "arguments": {...}}`` to the log file and flushes it *before*
 answering, so a test can prove the tool really ran in the subprocess.
 
@@ -48,6 +50,7 @@ UP_SERIES: str = 'up{instance="app-01.example.internal:8080", job="checkout"}'
 _UP_RE: re.Pattern[str] = re.compile(r"\bup\b")
 
 TOOL_NAMES: tuple[str, ...] = ("query", "get_logs", "restart_service", "fail")
+CRASH_TOOL = "crash"
 
 server: McpServer[Any] = McpServer("fake-ops", log_level="WARNING")
 _log_path: Path | None = None
@@ -101,6 +104,12 @@ def fail(message: str) -> str:
     raise ToolError(message)
 
 
+def crash(reason: str = "") -> str:
+    """Make this MCP server process exit at once, without answering."""
+    _log_call("crash", {"reason": reason})
+    os._exit(3)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse ``--log`` and serve over stdio until stdin closes."""
     global _log_path  # noqa: PLW0603
@@ -111,10 +120,15 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="exit at once (a server that fails to start) unless this file exists",
     )
+    parser.add_argument(
+        "--crash-tool", action="store_true", help=f"also offer {CRASH_TOOL!r} (exits the process)"
+    )
     args = parser.parse_args(argv)
     if args.require_file and not Path(args.require_file).exists():
         sys.exit(f"fake MCP server: {args.require_file} does not exist")
     _log_path = Path(args.log) if args.log else None
+    if args.crash_tool:
+        server.tool(name=CRASH_TOOL)(crash)
     server.run("stdio")
 
 

@@ -51,6 +51,10 @@ class WebhookReceiver:
     def fail_next(self, count: int, status: int = 503, *, retry_after: str | None = None) -> None:
         self._failures.extend((status, retry_after) for _ in range(count))
 
+    def recover(self) -> None:
+        """Drop the failures still queued: from now on every POST is accepted."""
+        self._failures.clear()
+
     async def _handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
         body = await request.read()

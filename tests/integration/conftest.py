@@ -166,40 +166,51 @@ class Stack:
     async def prometheus(
         self,
         *,
-        alertmanager_url: str,
+        alertmanager_url: str | None = None,
         rules: list[dict[str, Any]],
         external_labels: dict[str, str] | None = None,
         toggle_on: bool = False,
         port: int | None = None,
+        self_job: str | None = None,
     ) -> Running:
-        """Prometheus evaluating ``rules`` every second and sending to Alertmanager. ``port``
-        is chosen beforehand when something must know the URL before it starts.
+        """Prometheus evaluating ``rules`` every second and sending to Alertmanager (when
+        ``alertmanager_url`` is given). ``port`` is chosen beforehand when something must know
+        the URL before it starts.
 
         It scrapes itself as job ``sentinel-toggle`` through the file_sd file ``toggle.json``
         while the toggle is on (``set_toggle``), so ``up{job="sentinel-toggle"}`` exists only
-        then: a rule on it fires and resolves on demand.
+        then: a rule on it fires and resolves on demand. With ``self_job`` it also scrapes
+        itself every second as that job, all along (a static target).
         """
         assert PROMETHEUS is not None
         workdir = self._base / "prometheus"
         (workdir / "data").mkdir(parents=True)
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
-        alertmanager_host = alertmanager_url.removeprefix("http://")
-        config = {
+        scrape_configs: list[dict[str, Any]] = [
+            {
+                "job_name": "sentinel-toggle",
+                "file_sd_configs": [{"files": ["toggle.json"], "refresh_interval": "1s"}],
+            }
+        ]
+        if self_job is not None:
+            scrape_configs.append(
+                {"job_name": self_job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            )
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "evaluation_interval": "1s",
                 "external_labels": external_labels or {},
             },
             "rule_files": ["rules.yml"],
-            "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_host]}]}]},
-            "scrape_configs": [
-                {
-                    "job_name": "sentinel-toggle",
-                    "file_sd_configs": [{"files": ["toggle.json"], "refresh_interval": "1s"}],
-                }
-            ],
+            "scrape_configs": scrape_configs,
         }
+        if alertmanager_url is not None:
+            alertmanager_host = alertmanager_url.removeprefix("http://")
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager_host]}]}]
+            }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         (workdir / "rules.yml").write_text(
             yaml.safe_dump({"groups": [{"name": "sentinel", "interval": "1s", "rules": rules}]})

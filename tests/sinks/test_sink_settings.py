@@ -19,6 +19,7 @@ def load(
 ) -> SentinelSettings:
     (tmp_path / "p.md").write_text("x")
     config = {
+        "server": {"auth": {"type": "none"}},
         "incident_cards": [{"resource": "A", "prompt": "p.md", "sinks": card_sinks or ["console"]}],
         "sinks": sinks,
     }

@@ -43,6 +43,8 @@ watchers:
 
 def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Any:
     path = tmp_path / "config.yaml"
+    if "server:" not in text:
+        text = "server: {auth: {type: none}}\n" + text  # server.auth is required
     path.write_text(text)
     return load_settings(path, env=env or {})
 
@@ -67,7 +69,7 @@ def test_the_documented_keys_load(tmp_path: Path) -> None:
 
 
 def test_both_pollers_are_off_without_the_section(tmp_path: Path) -> None:
-    settings = load(tmp_path, "server: {port: 0}\n")
+    settings = load(tmp_path, "server: {port: 0, auth: {type: none}}\n")
     assert settings.watchers == WatchersSettings()
     assert build_watchers(settings.watchers, intake=ClosedIntake(), metrics=fresh_metrics()) == []
 

@@ -1,0 +1,352 @@
+"""The daemon's state database: one SQLite file (WAL), one connection, one thread.
+
+``SqliteDatabase`` is an async context manager owned by the app. Entering takes an exclusive
+lock on ``<path>.lock`` (one daemon per state file: a second one would release the first one's
+claims), opens the connection on the dedicated thread ``sentinel-sqlite`` and creates or checks
+the schema. Every statement runs on that thread, in submission order, one transaction at a
+time: the event loop only awaits futures and never touches the disk. Leaving waits for what was
+submitted, closes the connection and releases the lock.
+
+Tables (``SCHEMA_VERSION`` 1):
+
+- ``incidents``: accepted incidents not finished yet (``dispatcher.sqlite_queue``);
+- ``dedupe``: dedupe keys with their wall-clock expiry (``dispatcher.sqlite_queue``);
+- ``outbox``: deliveries waiting for their sink's acknowledgement (``sinks.outbox``);
+- ``meta``: the schema version.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a commit is fsynced before
+``transaction`` returns: what the webhook answered 200 for survives a crash of the process and
+of the machine. One transaction per webhook payload keeps that to one fsync per payload.
+
+Health: a failed write (disk full, an I/O error, the file locked by another program) sets
+``problem``; the dispatcher then refuses intake (503) and ``/readyz`` answers 503. While a
+problem is set, a probe write is tried every ``probe_interval`` seconds; the first write that
+succeeds, probe or not, clears it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from loguru import logger
+
+from mcp_sentinel.errors import SentinelError
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL UNIQUE,
+    priority INTEGER NOT NULL,
+    card TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'unreadable')),
+    claimed_by TEXT,
+    enqueued_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedupe (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at, status)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_by_expiry ON dedupe (expires_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL UNIQUE,
+    sink TEXT NOT NULL,
+    record TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_sink ON outbox (sink, id);
+"""
+
+
+class StorageError(SentinelError, OSError):
+    """The state database cannot be opened or written; the message names the file and the
+    cause. An ``OSError`` too, so ``sentinel run`` reports it as "cannot start: ..." rather
+    than with a traceback."""
+
+
+class SqliteDatabase:
+    """The state file. ``transaction`` and ``submit`` may be called from the event loop only."""
+
+    def __init__(
+        self, path: Path, *, busy_timeout: float = 5.0, probe_interval: float = 2.0
+    ) -> None:
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._probe_interval = probe_interval
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._problem: str | None = None
+        self._unhealthy = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._prober: asyncio.Task[None] | None = None
+        #: Transactions committed since opening (read by tests and benchmarks).
+        self.commits = 0
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def problem(self) -> str | None:
+        """Why the last write failed, while no write has succeeded since; else None."""
+        return self._problem
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SqliteDatabase:
+        self._lock_fd = await asyncio.to_thread(_take_lock, self._path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-sqlite")
+        try:
+            await asyncio.wrap_future(self._executor.submit(self._open))
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            os.close(self._lock_fd)  # also releases the lock
+            self._lock_fd = None
+            raise
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._prober = self._group.create_task(self._probe(), name="sentinel-sqlite-probe")
+        logger.info("state database: {path}", path=self._path)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+        if self._group is not None:
+            await self._group.__aexit__(None, None, None)
+        executor = self._executor
+        if executor is not None:
+            try:
+                await asyncio.wrap_future(executor.submit(self._close))
+            finally:
+                # Whatever was submitted before ran first: the thread is FIFO.
+                await asyncio.to_thread(executor.shutdown, True)
+                self._executor = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(self) -> None:
+        """On the database thread: connect, set the pragmas, create or check the schema."""
+        try:
+            # Alert data lives here: readable by the daemon's user only (WAL files inherit it).
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open the state database {self._path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the state database {self._path}: {exc}") from None
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(
+                    f"the state database {self._path} cannot use WAL mode (got {mode}); "
+                    "put it on a local file system"
+                )
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(_SCHEMA)
+            row = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the state database {self._path} has schema {row[0]}, newer than this "
+                    f"version understands ({SCHEMA_VERSION}); use the newer sentinel"
+                )
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StorageError(f"cannot open the state database {self._path}: {exc}") from None
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- work ------------------------------------------------------------------------------
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """On the database thread: ``work`` inside BEGIN IMMEDIATE ... COMMIT, or rolled back."""
+        connection = self._connection
+        if connection is None:
+            raise sqlite3.ProgrammingError("the state database is closed")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(connection)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return result
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` (reads only) on the database thread."""
+        executor = self._require_open()
+
+        def call() -> T:
+            assert self._connection is not None
+            return work(self._connection)
+
+        try:
+            return await asyncio.wrap_future(executor.submit(call))
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the state database {self._path}: {exc}") from None
+
+    async def transaction(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        what: str,
+        on_commit: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``work`` in one transaction on the database thread; raise ``StorageError`` when
+        it fails (nothing of it is kept then).
+
+        ``on_commit`` runs on the event loop once the commit is done, before this returns, and
+        also when the caller was cancelled meanwhile: whatever memory mirrors the database is
+        updated exactly when the rows exist.
+        """
+        future = self._start(work, what, on_commit)
+        try:
+            return await asyncio.shield(future)
+        except sqlite3.Error as exc:
+            raise StorageError(self._describe(what, exc)) from None
+
+    def submit(self, work: Callable[[sqlite3.Connection], object], *, what: str) -> None:
+        """Run ``work`` in a transaction after everything submitted before, without waiting.
+        A failure is logged and marks the database unhealthy."""
+        if self._executor is None:
+            logger.warning("state database closed: {what} not written", what=what)
+            return
+        self._start(work, what, None)
+
+    def _start(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        what: str,
+        on_commit: Callable[[T], None] | None,
+    ) -> asyncio.Future[T]:
+        executor = self._require_open()
+        future = asyncio.wrap_future(executor.submit(self._in_transaction, work))
+
+        def settle(done: asyncio.Future[T]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                self._succeeded()
+                if on_commit is not None:
+                    on_commit(done.result())
+            elif isinstance(error, sqlite3.Error):
+                self._failed(what, error)
+            else:
+                logger.opt(exception=error).error("state database: {what} failed", what=what)
+
+        # Added before anyone awaits the future, so it runs before the awaiting task resumes.
+        future.add_done_callback(settle)
+        return future
+
+    def _require_open(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            raise StorageError(f"the state database {self._path} is not open")
+        return self._executor
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _describe(self, what: str, error: sqlite3.Error) -> str:
+        return f"cannot write the state database {self._path} ({what}): {error}"
+
+    def _failed(self, what: str, error: sqlite3.Error) -> None:
+        message = self._describe(what, error)
+        if self._problem is None:
+            logger.error(
+                "{message}; refusing new alerts (503) until it is writable again",
+                message=message,
+            )
+        self._problem = message
+        self._unhealthy.set()
+
+    def _succeeded(self) -> None:
+        if self._problem is not None:
+            logger.info("state database {path} is writable again", path=self._path)
+            self._problem = None
+        self._unhealthy.clear()
+
+    async def _probe(self) -> None:
+        """While a problem is set, try a small write every ``probe_interval`` seconds."""
+        while True:
+            await self._unhealthy.wait()
+            await asyncio.sleep(self._probe_interval)
+            if self._problem is None:
+                continue
+            try:
+                await self.transaction(_probe_write, what="health probe")
+            except StorageError:
+                continue
+
+
+def _probe_write(connection: sqlite3.Connection) -> None:
+    connection.execute(
+        "INSERT INTO meta (key, value) VALUES ('probe', datetime('now')) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
+
+
+def _take_lock(database: Path) -> int:
+    """Lock ``<database>.lock`` for this process (the kernel drops it when the process dies,
+    ``kill -9`` included); raise ``StorageError`` when another process holds it."""
+    path = database.with_name(database.name + ".lock")
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the state database lock {path}: {exc.strerror or exc}"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(
+            f"the state database {database} is in use by another sentinel process (it holds "
+            f"{path}); give each daemon its own dispatcher.sqlite_path"
+        ) from None
+    return fd

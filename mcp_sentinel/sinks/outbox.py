@@ -1,0 +1,132 @@
+"""The sinks' outbox: deliveries kept in the state database until their sink takes them.
+
+With the SQLite backend, ``SinkDispatcher`` gives every finished incident's record to
+``SqliteOutbox.add`` before delivering it anywhere. That one transaction stores a row per sink
+(the record as ``deadletter.record_to_json`` writes it) and deletes the incident's row from the
+queue (``incidents``): from that commit on, the incident counts as investigated and only its
+deliveries are left. A delivery that returns deletes its row (``acknowledge``); a crash before
+that delivers the row again after the next start (``pending``).
+
+That is at-least-once. It is exactly-once where the sink can tell a repeat:
+
+- webhook: every attempt carries ``Idempotency-Key`` and ``X-Sentinel-Delivery-Id``, the same
+  value for every attempt and after every restart (``sinks.webhook.delivery_id``); a receiver
+  that remembers the ids it processed drops repeats.
+- Slack: neither ``chat.postMessage``/``chat.update`` nor incoming webhooks accept an
+  idempotency key. The bot sink edits the incident's message while it remembers it (in
+  memory), so a repeat in the same process updates the message; a repeat after a restart, or
+  through an incoming webhook, posts a second message.
+- Jira: creating an issue takes no idempotency key either; the sink finds the fingerprint's
+  issue (its map file, else a JQL search on the ``sentinel-fp-<fingerprint>`` label), so a
+  repeat becomes one more comment on the same issue, never a second issue.
+- audit: a crash between the record's fsync and its acknowledgement appends it once more
+  after the restart (same incident id and report; the hash chain stays valid).
+
+The window for a repeat is the time between a sink's answer and the commit of the delete.
+
+Every method runs its statements on the database's thread; ``acknowledge`` and
+``note_failure`` do not wait for them (a lost acknowledgement only means a repeat).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
+from mcp_sentinel.sinks.base import IncidentRecord
+from mcp_sentinel.sinks.deadletter import record_from_json, record_to_json
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One delivery waiting in the outbox, as read back at start-up."""
+
+    id: int
+    sink: str
+    data: dict[str, Any] | None  # None: the stored record is not JSON
+    attempts: int
+
+    def record(self) -> IncidentRecord:
+        """The record to deliver; ``ValueError`` (or ``KeyError``) when unreadable."""
+        if self.data is None:
+            raise ValueError("the stored record is not JSON")
+        return record_from_json(self.data)
+
+
+def delivery_key(sink: str, record: IncidentRecord) -> str:
+    """One delivery's identity: a record (incident and outcome) to one sink."""
+    return f"{sink}:{record.incident.incident_id}:{record.report.outcome.value}"
+
+
+class SqliteOutbox:
+    """The ``outbox`` table. Shared by the ``SinkDispatcher`` (its only user) and owned, with
+    the database, by the app."""
+
+    def __init__(self, db: SqliteDatabase, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def add(self, record: IncidentRecord, sinks: Sequence[str]) -> dict[str, int]:
+        """Store ``record`` for each of ``sinks`` and complete its incident in the queue, in one
+        transaction. Returns sink -> row id for the rows added (a sink that already has this
+        delivery pending is left out). Raises ``StorageError`` when the write fails."""
+        stored = json.dumps(record_to_json(record), ensure_ascii=False, separators=(",", ":"))
+        incident_id = record.incident.incident_id
+        keys = {sink: delivery_key(sink, record) for sink in sinks}
+        now = self._clock()
+
+        def write(connection: sqlite3.Connection) -> dict[str, int]:
+            added: dict[str, int] = {}
+            for sink, key in keys.items():
+                cursor = connection.execute(
+                    "INSERT OR IGNORE INTO outbox (delivery_id, sink, record, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (key, sink, stored, now),
+                )
+                if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                    added[sink] = cursor.lastrowid
+            connection.execute("DELETE FROM incidents WHERE incident_id = ?", (incident_id,))
+            return added
+
+        return await self._db.transaction(
+            write, what=f"store the deliveries of incident {incident_id}"
+        )
+
+    async def pending(self) -> list[OutboxEntry]:
+        """Every delivery not acknowledged yet, oldest first (per sink, the order they came)."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[int, str, str, int]]:
+            return connection.execute(
+                "SELECT id, sink, record, attempts FROM outbox ORDER BY id"
+            ).fetchall()
+
+        entries = []
+        for entry_id, sink, stored, attempts in await self._db.read(read):
+            try:
+                data = json.loads(stored)
+            except ValueError:
+                data = None
+            entries.append(OutboxEntry(entry_id, sink, data, attempts))
+        return entries
+
+    def acknowledge(self, entry_id: int) -> None:
+        """The sink took it (or it went to the dead letters): delete the row."""
+        self._db.submit(
+            lambda connection: connection.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)),
+            what="acknowledge a delivery",
+        )
+
+    def note_failure(self, entry_id: int, error: str) -> None:
+        """Count a failed attempt and keep its (safe) error, for whoever reads the table."""
+        self._db.submit(
+            lambda connection: connection.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, entry_id),
+            ),
+            what="note a failed delivery",
+        )
