@@ -15,7 +15,7 @@ from mcp_sentinel.config import (
     config_path_from,
     load_settings,
 )
-from mcp_sentinel.errors import ConfigError, ConfigProblem
+from mcp_sentinel.errors import ConfigError, ConfigProblem, SentinelError
 
 _config_option = click.option(
     "--config",
@@ -95,7 +95,9 @@ def run(
         asyncio.run(run_until_stopped(settings))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, SentinelError) as exc:
+        # Start-up failures with a message meant for people: a port in use, an unwritable
+        # audit log, bad TLS files, a state database in use by another daemon.
         click.echo(f"sentinel: cannot start: {exc}", err=True)
         sys.exit(1)
 

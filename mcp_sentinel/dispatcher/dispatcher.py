@@ -154,6 +154,7 @@ class Dispatcher:
             fresh: list[Incident] = []
             fresh_keys: list[DedupeKey] = []
             batch_keys: set[DedupeKey] = set()
+            unrouted: list[str] = []
             now = time.monotonic()
             for notification in notifications:
                 key = notification.dedupe_key
@@ -163,17 +164,23 @@ class Dispatcher:
                 card = self._router.route(notification.labels)
                 if card is None:
                     outcomes.append(DispatchOutcome.UNROUTED)
-                    logger.warning(
-                        "unrouted alert {alertname} (fingerprint {fingerprint}): no incident "
-                        "card matches and no default card is configured",
-                        alertname=notification.alertname or "<no alertname>",
-                        fingerprint=notification.fingerprint,
-                    )
+                    unrouted.append(notification.alertname or "<no alertname>")
                     continue
                 batch_keys.add(key)
                 fresh_keys.append(key)
                 fresh.append(Incident(notification, card, enqueued_monotonic=now))
                 outcomes.append(DispatchOutcome.QUEUED)
+            if unrouted:
+                # One line per payload, not per alert: a storm of unrouted alerts must not
+                # become a storm of log lines.
+                names = sorted(set(unrouted))
+                logger.warning(
+                    "{count} unrouted alert(s) ({names}): no incident card matches and no "
+                    "default card is configured",
+                    count=len(unrouted),
+                    names=", ".join(names[:10])
+                    + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
+                )
             if fresh and not await self._queue.put_all(fresh):
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             for key in fresh_keys:

@@ -13,6 +13,7 @@ record is on disk before the sink says it is delivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -78,7 +79,8 @@ class AuditSink:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._seq, self._prev_hash, ends_clean = _last_record(self._path)
-            self._handle = self._path.open("ab")
+            # Unbuffered: a failed write leaves no bytes behind in a buffer to be flushed later.
+            self._handle = self._path.open("ab", buffering=0)
             if not ends_clean:  # a torn last line from a crash: start ours on a fresh line
                 self._handle.write(b"\n")
         except OSError as exc:
@@ -111,11 +113,19 @@ class AuditSink:
     def _write(self, data: bytes) -> None:
         if self._handle is None:
             raise PermanentError("the audit log is not open")
+        fd = self._handle.fileno()
+        offset = os.lseek(fd, 0, os.SEEK_END)
         try:
-            self._handle.write(data)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
         except OSError as exc:
+            # A full disk may take part of the line: cut it back, so a retry appends a whole
+            # record after the last good one instead of a torn or doubled line.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, offset)
             raise PermanentError(
                 f"cannot write the audit log {self._path}: {exc.strerror}"
             ) from exc

@@ -21,6 +21,12 @@ class Intake(Protocol):
         """False while starting up or shutting down: watchers answer 503 / pause then."""
         ...
 
+    @property
+    def problem(self) -> str | None:
+        """Why intake is refused while ``accepting`` is False for a reason other than
+        starting or stopping (a full disk, an unwritable audit log); None otherwise."""
+        ...
+
     async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult: ...
 
 

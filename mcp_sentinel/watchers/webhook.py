@@ -112,8 +112,7 @@ class AlertmanagerWebhook:
                 413, f"body of {declared} bytes is over the limit of {self._max_body_bytes} bytes"
             )
         if not self._intake.accepting:
-            # The dispatcher says why (an intake without `problem` is starting or stopping).
-            problem = getattr(self._intake, "problem", None) or "starting up or shutting down"
+            problem = self._intake.problem or "starting up or shutting down"
             return self._unavailable(f"not accepting alerts now: {problem}")
         try:
             async with asyncio.timeout(self._read_timeout):
