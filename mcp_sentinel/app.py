@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TextIO
 
 from loguru import logger
+from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
 from mcp_sentinel.config import SentinelSettings
@@ -30,6 +31,7 @@ from mcp_sentinel.http_server import HttpServer, build_app
 from mcp_sentinel.investigation import InvestigationHandler
 from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.telemetry.tracing import Tracing
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.factory import WatcherSet
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
@@ -45,8 +47,11 @@ class Sentinel:
         *,
         registry: CollectorRegistry | None = None,
         console_stream: TextIO | None = None,
+        span_processor: SpanProcessor | None = None,
     ) -> None:
+        """``span_processor`` replaces the OTLP export (tests record spans in memory)."""
         self.settings = settings
+        self._span_processor = span_processor
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = SentinelMetrics(self.registry)
         self._console_stream = console_stream
@@ -70,7 +75,18 @@ class Sentinel:
     async def _start(self) -> None:
         settings = self.settings
         stack = self._stack
-        core = await open_investigation_core(settings, metrics=self.metrics, stack=stack)
+        # First in, last out: spans of the shutdown itself are still exported.
+        tracing = await stack.enter_async_context(
+            Tracing(settings.telemetry.tracing, span_processor=self._span_processor)
+        )
+        tracer = tracing.tracer
+        core = await open_investigation_core(
+            settings,
+            metrics=self.metrics,
+            stack=stack,
+            tracer=tracer,
+            otel_tracing=tracing.enabled,
+        )
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         # Before the sinks (their outbox lives in it), so it closes after they drained.
         state = await open_state(settings, stack=stack, tracker=tracker)
@@ -81,6 +97,7 @@ class Sentinel:
             stack=stack,
             console_stream=self._console_stream,
             outbox=state.outbox,
+            tracer=tracer,
         )
         handler = InvestigationHandler(
             renderer=core.renderer,
@@ -88,6 +105,7 @@ class Sentinel:
             sinks=sinks,
             metrics=self.metrics,
             tracker=tracker,
+            tracer=tracer,
         )
         dispatcher_settings = settings.dispatcher
         self.dispatcher = await stack.enter_async_context(
@@ -112,6 +130,7 @@ class Sentinel:
             retry_after_seconds=dispatcher_settings.retry_after_seconds,
             capture_dir=settings.resolve(server.capture_dir) if server.capture_dir else None,
             read_timeout_seconds=server.read_timeout_seconds,
+            tracer=tracer,
         )
         app = build_app(
             webhook=webhook,

@@ -29,6 +29,7 @@ from mcp_sentinel.dispatcher.queue import QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.models import DedupeKey, DispatchOutcome, Incident, IncidentNotification
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.telemetry.tracing import current_traceparent
 
 
 class IncidentHandler(Protocol):
@@ -155,6 +156,7 @@ class Dispatcher:
             fresh_keys: list[DedupeKey] = []
             batch_keys: set[DedupeKey] = set()
             unrouted: list[str] = []
+            traceparent = current_traceparent()
             now = time.monotonic()
             for notification in notifications:
                 key = notification.dedupe_key
@@ -168,7 +170,9 @@ class Dispatcher:
                     continue
                 batch_keys.add(key)
                 fresh_keys.append(key)
-                fresh.append(Incident(notification, card, enqueued_monotonic=now))
+                fresh.append(
+                    Incident(notification, card, enqueued_monotonic=now, traceparent=traceparent)
+                )
                 outcomes.append(DispatchOutcome.QUEUED)
             if unrouted:
                 # One line per payload, not per alert: a storm of unrouted alerts must not

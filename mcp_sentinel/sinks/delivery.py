@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from loguru import logger
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from mcp_sentinel.dispatcher.sqlite_db import StorageError
 from mcp_sentinel.errors import RetryableError, SentinelError
@@ -51,6 +53,7 @@ from mcp_sentinel.sinks.base import IncidentRecord, LifecycleSink, Sink
 from mcp_sentinel.sinks.deadletter import DeadLetterStore
 from mcp_sentinel.sinks.outbox import SqliteOutbox
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.telemetry.tracing import extract_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,9 @@ class SinkDispatcher:
         gating: Collection[str] = (),
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or trace.NoOpTracer()
         self._sinks = dict(sinks)
         self._inline = frozenset(inline) & self._sinks.keys()
         self._gating = frozenset(gating) & self._sinks.keys()
@@ -306,8 +311,19 @@ class SinkDispatcher:
         for good and dead-lettered; False when it is to be tried again."""
         record = item.record
         began = time.monotonic()
+        # Inline sinks run in the worker, inside the incident's span; queued ones join the trace
+        # of the request that accepted the incident.
+        parent = None if name in self._inline else extract_context(record.incident.traceparent)
         try:
-            await sink.deliver(record)
+            with self._tracer.start_as_current_span(
+                f"sink {name}",
+                context=parent,
+                attributes={
+                    "sentinel.sink": name,
+                    "sentinel.incident.id": record.incident.incident_id,
+                },
+            ):
+                await sink.deliver(record)
         except Exception as exc:
             error = safe_error(exc)
             if name in self._inline or (item.entry is not None and isinstance(exc, RetryableError)):

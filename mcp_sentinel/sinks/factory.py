@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from loguru import logger
+from opentelemetry.trace import Tracer
 
 from mcp_sentinel.sinks.audit import AuditSink
 from mcp_sentinel.sinks.base import Sink
@@ -115,6 +116,7 @@ async def open_sinks(
     console_stream: TextIO | None = None,
     sleep: Sleep | None = None,
     outbox: SqliteOutbox | None = None,
+    tracer: Tracer | None = None,
 ) -> SinkDispatcher:
     """Open every enabled sink and the dispatcher on ``stack`` (closed when it closes) and
     return the dispatcher, the ``SinkFanout`` the incident handler uses.
@@ -135,5 +137,6 @@ async def open_sinks(
         drain_timeout=settings.drain_timeout_seconds,
         outbox=outbox,
         gating=GATING_SINKS,
+        tracer=tracer,
     )
     return await stack.enter_async_context(dispatcher)

@@ -32,11 +32,14 @@ from pathlib import Path
 
 from aiohttp import web
 from loguru import logger
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 from pydantic import ValidationError
 
 from mcp_sentinel.config import format_location
 from mcp_sentinel.models import DispatchOutcome, WebhookPayload
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.telemetry.tracing import extract_context
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.base import Intake
 from mcp_sentinel.watchers.capture import CaptureWriter
@@ -74,7 +77,9 @@ class AlertmanagerWebhook:
         retry_after_seconds: int,
         capture_dir: Path | None = None,
         read_timeout_seconds: float = 30.0,
+        tracer: Tracer | None = None,
     ) -> None:
+        self._tracer = tracer or trace.NoOpTracer()
         self._intake = intake
         self._authenticator = authenticator
         self._metrics = metrics
@@ -94,7 +99,16 @@ class AlertmanagerWebhook:
         return response
 
     async def receive(self, request: web.Request) -> web.Response:
-        response = await self._answer(request)
+        # A caller's W3C traceparent is continued: its trace then holds this request, the
+        # dispatch and, through the incidents, their investigations.
+        with self._tracer.start_as_current_span(
+            f"POST {WEBHOOK_PATH}",
+            context=extract_context(request.headers.get("traceparent")),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": "POST", "url.path": WEBHOOK_PATH},
+        ) as span:
+            response = await self._answer(request)
+            span.set_attribute("http.response.status_code", response.status)
         self._metrics.webhook_requests.labels(str(response.status)).inc()
         return response
 
@@ -146,7 +160,12 @@ class AlertmanagerWebhook:
                 count=payload.truncatedAlerts,
                 group=payload.groupKey,
             )
-        result = await self._intake.dispatch(notifications)
+        with self._tracer.start_as_current_span(
+            "dispatch", attributes={"sentinel.alerts": len(notifications)}
+        ) as span:
+            result = await self._intake.dispatch(notifications)
+            for outcome in (DispatchOutcome.QUEUED, DispatchOutcome.DUPLICATE):
+                span.set_attribute(f"sentinel.{outcome.value}", result.count(outcome))
         if not result.accepted:
             return self._unavailable(
                 f"cannot take {len(notifications)} alert(s) now (queue full or shutting down); "
