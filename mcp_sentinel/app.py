@@ -25,8 +25,9 @@ from prometheus_client import CollectorRegistry
 from mcp_sentinel.config import SentinelSettings
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
+from mcp_sentinel.dispatcher.redis_state import RedisIntakeState, open_redis_state
 from mcp_sentinel.dispatcher.routing import CardRouter
-from mcp_sentinel.dispatcher.state import open_state
+from mcp_sentinel.dispatcher.state import IntakeState, open_state
 from mcp_sentinel.http_server import HttpServer, build_app
 from mcp_sentinel.investigation import InvestigationHandler
 from mcp_sentinel.sinks.factory import open_sinks
@@ -89,7 +90,11 @@ class Sentinel:
         )
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         # Before the sinks (their outbox lives in it), so it closes after they drained.
-        state = await open_state(settings, stack=stack, tracker=tracker)
+        state: IntakeState | RedisIntakeState
+        if settings.dispatcher.backend == "redis":
+            state = await open_redis_state(settings, stack=stack)
+        else:
+            state = await open_state(settings, stack=stack, tracker=tracker)
         sinks = await open_sinks(
             settings.sinks,
             resolve=settings.resolve,
@@ -147,8 +152,8 @@ class Sentinel:
         )
         for card in settings.incident_cards:
             logger.info(
-                "incident card {card}: match {match}, tools {tools}, sinks {sinks}",
-                card=card.resource,
+                "incident card {name}: match {match}, tools {tools}, sinks {sinks}",
+                name=card.resource,
                 match=", ".join(str(m) for m in card.matchers()),
                 tools=", ".join(card.tools) or "none",
                 sinks=", ".join(card.sinks),

@@ -100,16 +100,49 @@ class DispatcherSettings(Section):
     drain_timeout_seconds: float = Field(default=30, ge=0)
     default_card: str | None = None
     retry_after_seconds: int = Field(default=5, ge=1)
-    backend: Literal["sqlite", "memory"] = Field(
+    backend: Literal["sqlite", "memory", "redis"] = Field(
         default="sqlite",
         description="sqlite: the queue, the dedupe keys and the sinks' outbox survive a crash or a "
         "restart, and the webhook answers 200 once a payload is committed. memory: all of it is "
-        "lost on exit (tests, experiments).",
+        "lost on exit (tests, experiments). redis: the queue and the dedupe keys live in Redis, "
+        "shared by every replica (docs/scaling.md).",
     )
     sqlite_path: Path = Field(
         default=Path("sentinel-state.db"),
         description="The state database (with backend sqlite); one daemon per file.",
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="With backend redis (required then): redis:// or rediss:// (TLS) URL, "
+        "optionally with the password and the database number (redis://:pw@host:6379/0). "
+        "Secret, since it may hold the password.",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="With backend redis: the password, when it is not in redis_url.",
+    )
+    redis_visibility_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="With backend redis: an incident whose replica has not renewed its claim for "
+        "this long is taken over by another replica. Live workers renew every third of it.",
+    )
+    redis_key_prefix: str = Field(
+        default="mcp-sentinel",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="With backend redis: the prefix of every key; replicas sharing it share "
+        "their queue and dedupe keys.",
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> DispatcherSettings:
+        url = self.redis_url.get_secret_value() if self.redis_url is not None else ""
+        if self.backend == "redis" and not url:
+            raise ValueError("dispatcher.redis_url is required with backend redis")
+        if url and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("dispatcher.redis_url must start with redis:// or rediss://")
+        return self
 
 
 class OpenAISettings(Section):

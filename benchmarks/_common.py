@@ -1,0 +1,188 @@
+"""Shared pieces of the benchmark suite: configs, payloads, processes, percentiles, /proc.
+
+Nothing here runs as a test. Every process a benchmark starts is stopped by its PID; every
+wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+FIXTURES = Path("/work/shared/fixtures/alertmanager")
+SINGLE = FIXTURES / "webhook_firing_single_alert.json"
+GROUP_50 = FIXTURES / "webhook_firing_group_50_alerts.json"
+PY = sys.executable
+
+# A card that matches every alert, so every fresh alert takes the real path: routed and queued.
+MATCH_ALL_CARD = {
+    "resource": "Bench",
+    "match": ['alertname=~".+"'],
+    "prompt": "prompts/triage.md.j2",
+    "tools": [],
+    "sinks": ["console", "audit"],
+    "max_iterations": 10,
+    "timeout_seconds": 30,
+}
+
+
+def load_fixture(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/PID/status (VmHWM, VmRSS) in kB; 0 when gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def wait_http_ok(url: str, *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.01)
+    return False
+
+
+def stop_process(proc: subprocess.Popen[Any], *, grace: float = 15) -> None:
+    """SIGTERM the one process we started (by PID), then SIGKILL it after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def start_daemon(
+    directory: Path,
+    *,
+    backend: str,
+    model_url: str | None = None,
+    queue_size: int = 1_000_000,
+    workers: int = 1,
+    ttl: float = 3600,
+    core: int | None = 0,
+    model_delay: float = 3600,
+    runs_per_minute: float = 30,
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``benchmarks/_daemon.py`` (the real ``Sentinel``) pinned to ``core``; return it and
+    its base URL. Commands go to its stdin (``stats``), answers come on its stdout."""
+    args = [
+        PY,
+        str(ROOT / "benchmarks" / "_daemon.py"),
+        "--dir",
+        str(directory),
+        "--backend",
+        backend,
+        "--queue-size",
+        str(queue_size),
+        "--workers",
+        str(workers),
+        "--ttl",
+        str(ttl),
+        "--model-delay",
+        str(model_delay),
+        "--runs-per-minute",
+        str(runs_per_minute),
+    ]
+    if model_url:
+        args += ["--model-url", model_url]
+    if core is not None:
+        args = ["taskset", "-c", str(core), *args]
+    log = (directory / "daemon.log").open("w")
+    proc = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "URL http://..." once ready; EOF when it failed
+    if not line.startswith("URL "):
+        stop_process(proc)
+        raise RuntimeError(
+            f"daemon did not start: {(directory / 'daemon.log').read_text()[-2000:]}"
+        )
+    return proc, line.split()[1]
+
+
+def daemon_stats(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("stats\n")
+    proc.stdin.flush()
+    stats: dict[str, Any] = json.loads(proc.stdout.readline())
+    return stats
+
+
+def start_floor(core: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """The framework floor: a bare aiohttp receiver that only parses the JSON."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", str(core), PY, str(ROOT / "benchmarks" / "_floor.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    if not wait_http_ok(url + "/healthz", within=15):
+        stop_process(proc)
+        raise RuntimeError("floor receiver did not start")
+    return proc, url
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }
+
+
+def emit(name: str, result: dict[str, Any]) -> None:
+    """Print the figures, and a machine-readable line for run_all.py."""
+    print("RESULT " + json.dumps({"benchmark": name, **result}), flush=True)

@@ -1,0 +1,126 @@
+"""CPU time per alert from a parsed payload to a queued incident: routing, dedupe, queue.
+
+No HTTP and no agent: a real ``Dispatcher`` with no workers (its handler never runs) and a queue
+large enough for the run, fed 50-alert batches parsed beforehand from the real fixture (each
+batch with fresh fingerprints), timed with ``time.process_time`` around ``dispatch`` only. For
+the memory and the sqlite backend (as ``Sentinel`` builds them, through ``open_state``), and
+the duplicate-only case (the same batch again).
+
+    uv run python benchmarks/dispatch_overhead.py [--batches 400] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loguru import logger
+from prometheus_client import CollectorRegistry
+
+from benchmarks._common import GROUP_50, MATCH_ALL_CARD, emit, load_fixture
+from mcp_sentinel.dispatcher.dispatcher import Dispatcher
+from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
+from mcp_sentinel.dispatcher.routing import CardRouter
+from mcp_sentinel.dispatcher.state import open_state
+from mcp_sentinel.models import Incident, IncidentNotification, WebhookPayload
+from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from tests.helpers import write_config
+
+
+class NeverRuns:
+    async def handle(self, incident: Incident) -> None:  # pragma: no cover - no workers
+        raise AssertionError("no worker should run")
+
+
+def batches(count: int) -> list[list[IncidentNotification]]:
+    data = load_fixture(GROUP_50)
+    out = []
+    for index in range(count):
+        for alert in data["alerts"]:
+            alert["fingerprint"] = alert["fingerprint"].split("-")[0] + f"-{index}"
+        payload = WebhookPayload.model_validate_json(json.dumps(data).encode())
+        out.append(list(payload.notifications()))
+    return out
+
+
+async def measure(backend: str, work: list[list[IncidentNotification]]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp:
+        settings = write_config(
+            Path(tmp),
+            overrides={
+                "dispatcher": {"backend": backend, "queue_size": 1_000_000},
+                "incident_cards": [MATCH_ALL_CARD],
+            },
+        )
+        tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
+        async with AsyncExitStack() as stack:
+            state = await open_state(settings, stack=stack, tracker=tracker)
+            dispatcher = await stack.enter_async_context(
+                Dispatcher(
+                    router=CardRouter(settings.incident_cards, settings.dispatcher.default_card),
+                    dedupe=state.dedupe,
+                    queue=state.queue,
+                    handler=NeverRuns(),
+                    metrics=SentinelMetrics(CollectorRegistry()),
+                    worker_concurrency=0,
+                    drain_timeout=0,
+                    tracker=tracker,
+                )
+            )
+            alerts = sum(len(batch) for batch in work)
+            cpu = time.process_time()
+            wall = time.perf_counter()
+            for batch in work:
+                result = await dispatcher.dispatch(batch)
+                assert result.accepted
+            fresh_cpu = time.process_time() - cpu
+            fresh_wall = time.perf_counter() - wall
+            queued = dispatcher.queue.depth()
+            cpu = time.process_time()
+            for batch in work:
+                await dispatcher.dispatch(batch)
+            dup_cpu = time.process_time() - cpu
+    return {
+        "backend": backend,
+        "alerts": alerts,
+        "queued": queued,
+        "fresh_us_per_alert": fresh_cpu / alerts * 1e6,
+        "fresh_wall_us_per_alert": fresh_wall / alerts * 1e6,
+        "duplicate_us_per_alert": dup_cpu / alerts * 1e6,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--batches", type=int, default=400, help="50-alert batches per backend")
+    parser.add_argument("--quick", action="store_true", help="100 batches")
+    args = parser.parse_args()
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")  # as the daemon logs (INFO on stderr)
+    count = 100 if args.quick else args.batches
+    work = batches(count)
+    rows = []
+    for backend in ("memory", "sqlite"):
+        row = await measure(backend, work)
+        rows.append(row)
+        print(
+            f"{backend:>6}: {row['fresh_us_per_alert']:6.1f} µs CPU/alert fresh "
+            f"({row['fresh_wall_us_per_alert']:.1f} µs wall), "
+            f"{row['duplicate_us_per_alert']:6.1f} µs CPU/alert duplicate, "
+            f"{row['queued']}/{row['alerts']} queued",
+            flush=True,
+        )
+    emit("dispatch_overhead", {"rows": rows})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,104 @@
+"""End to end: incidents per second with a model of fixed latency L and C workers, against the
+ideal C/L, and the queue wait p99 (from the audit records' ``queued_seconds``).
+
+The daemon (``Sentinel``, sqlite backend, ``worker_concurrency`` C, rate limiter opened up)
+runs in a subprocess pinned to core 0; this process (core 1) serves the fake model, whose every
+answer waits L seconds, and posts all N incidents at once in 50-alert payloads. The rate is N
+over the time from the first POST to the N-th finished agent run (``sentinel_agent_runs_total``).
+
+    uv run python benchmarks/end_to_end.py [--incidents 400] [--latency 0.5] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+
+from benchmarks._common import emit, percentile, start_daemon, stop_process
+from benchmarks.storm import agent_runs, payloads
+from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON
+from tests.helpers import AUTH, FINDING, audit_records
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--incidents", type=int, default=400)
+    parser.add_argument("--latency", type=float, default=0.5, help="model latency L, seconds")
+    parser.add_argument("--workers", type=int, default=8, help="worker_concurrency C")
+    parser.add_argument("--quick", action="store_true", help="80 incidents")
+    args = parser.parse_args()
+    if args.quick:
+        args.incidents = 80
+    os.sched_setaffinity(0, {1})
+    bodies = payloads(args.incidents, args.incidents, 50)
+    ideal = args.workers / args.latency
+    with tempfile.TemporaryDirectory(prefix="sentinel-e2e-") as tmp:
+        steps = [Delay(args.latency, FinalJSON(FINDING))] * (args.incidents + 10)
+        async with FakeOpenAI(steps) as model:
+            proc, url = start_daemon(
+                Path(tmp),
+                backend="sqlite",
+                model_url=model.base_url,
+                queue_size=args.incidents * 2,
+                workers=args.workers,
+                core=0,
+                runs_per_minute=1_000_000,
+            )
+            try:
+                async with aiohttp.ClientSession(base_url=url) as http:
+                    started = time.monotonic()
+                    for body in bodies:
+                        async with http.post("/webhook/alertmanager", data=body, headers=AUTH) as r:
+                            assert r.status == 200, await r.text()
+                    runs = 0.0
+                    deadline = started + args.incidents / ideal * 3 + 60
+                    while runs < args.incidents and time.monotonic() < deadline:
+                        async with http.get("/metrics") as r:
+                            runs = agent_runs(await r.text())
+                        await asyncio.sleep(0.02)
+                    elapsed = time.monotonic() - started
+            finally:
+                stop_process(proc)
+            records = [r for r in audit_records(Path(tmp) / "audit.jsonl") if "queued_seconds" in r]
+            if not records:  # the report may be nested in the record
+                records = [
+                    r["report"]
+                    for r in audit_records(Path(tmp) / "audit.jsonl")
+                    if isinstance(r.get("report"), dict) and "queued_seconds" in r["report"]
+                ]
+            waits = [float(r["queued_seconds"]) for r in records]
+    rate = runs / elapsed
+    row = {
+        "incidents": args.incidents,
+        "finished": runs,
+        "latency_s": args.latency,
+        "workers": args.workers,
+        "elapsed_s": elapsed,
+        "incidents_per_s": rate,
+        "ideal_per_s": ideal,
+        "ratio": rate / ideal,
+        "queue_wait_p50_s": percentile(waits, 50),
+        "queue_wait_p99_s": percentile(waits, 99),
+        "queue_wait_samples": len(waits),
+    }
+    print(
+        f"{runs:g}/{args.incidents} incidents in {elapsed:.2f} s: {rate:.2f}/s against "
+        f"C/L = {args.workers}/{args.latency:g} s = {ideal:.2f}/s ({rate / ideal:.1%}); "
+        f"queue wait p50 {row['queue_wait_p50_s']:.2f} s, p99 {row['queue_wait_p99_s']:.2f} s "
+        f"({len(waits)} audit records)",
+        flush=True,
+    )
+    emit("end_to_end", row)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

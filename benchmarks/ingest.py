@@ -1,0 +1,179 @@
+"""Webhook intake: requests/s, alerts/s, p50/p99 accept latency, against the framework floor.
+
+For the 1-alert and 50-alert Alertmanager payloads, at 16 and 64 connections: the real daemon
+(``Sentinel`` with the memory and the sqlite queue backend) and, in the same run, a bare aiohttp
+receiver that only parses the JSON (the floor). The server runs in a subprocess pinned with
+``taskset -c 0``; the load generator is ``wrk`` pinned to core 1, one thread, with a Lua script
+that POSTs the body with the bearer header and rewrites every fingerprint per request
+(``-<thread>x<n>``) so that every alert is fresh and takes the real path (routed, deduped,
+queued). The daemon has one worker held by a model that waits an hour and a queue large enough
+for the run, so intake is what is measured. The duplicate-only case sends one fixed body.
+
+    uv run python benchmarks/ingest.py [--duration 8] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    GROUP_50,
+    SINGLE,
+    emit,
+    load_fixture,
+    start_daemon,
+    start_floor,
+    stop_process,
+)
+from tests.helpers import TOKEN
+
+LUA = r"""
+local body_file, vary = os.getenv("BENCH_BODY"), os.getenv("BENCH_VARY") == "1"
+local f = assert(io.open(body_file, "rb")); local template = f:read("*a"); f:close()
+local counter, tid = 0, 0
+local threads = {}
+function setup(thread) tid = tid + 1; thread:set("tid", tid); table.insert(threads, thread) end
+function init(args)
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+  if not vary then wrk.body = template:gsub("@SEQ@", "dup") end
+  non200 = 0; s503 = 0
+end
+function request()
+  if vary then
+    counter = counter + 1
+    local body = template:gsub("@SEQ@", tid .. "x" .. counter)
+    return wrk.format(nil, nil, nil, body)
+  end
+  return wrk.format()
+end
+function response(status, headers, body)
+  if status ~= 200 then non200 = non200 + 1 end
+  if status == 503 then s503 = s503 + 1 end
+end
+function done(summary, latency, requests)
+  local n, s = 0, 0
+  for _, t in ipairs(threads) do n = n + t:get("non200"); s = s + t:get("s503") end
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d, "socket_errors": %d, "non200": %d, "s503": %d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, summary.errors.connect + summary.errors.read + summary.errors.write +
+    summary.errors.timeout, n, s))
+end
+"""
+
+
+def template(path: Path) -> bytes:
+    """The fixture with each fingerprint suffixed by ``-@SEQ@``, which the Lua script replaces."""
+    data = load_fixture(path)
+    for alert in data["alerts"]:
+        alert["fingerprint"] = f"{alert['fingerprint']}-@SEQ@"
+    return json.dumps(data).encode()
+
+
+def run_wrk(
+    url: str, body_file: Path, lua: Path, *, connections: int, duration: int, vary: bool
+) -> dict[str, Any]:
+    env = {
+        "BENCH_BODY": str(body_file),
+        "BENCH_VARY": "1" if vary else "0",
+        "BENCH_TOKEN": TOKEN,
+        "PATH": "/usr/bin:/bin",
+    }
+    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
+    command += ["--timeout", "10s", "-s", str(lua), url + "/webhook/alertmanager"]
+    out = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=duration + 60, check=True
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
+    raw: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+    seconds = raw["duration_us"] / 1e6
+    return {
+        "requests": raw["requests"],
+        "rps": raw["requests"] / seconds,
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "socket_errors": raw["socket_errors"],
+        "non200": raw["non200"],
+        "s503": raw["s503"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--quick", action="store_true", help="3 s per run")
+    args = parser.parse_args()
+    duration = 3 if args.quick else args.duration
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="sentinel-ingest-") as tmp:
+        work = Path(tmp)
+        lua = work / "post.lua"
+        lua.write_text(LUA)
+        bodies = {1: work / "single.json", 50: work / "group50.json"}
+        bodies[1].write_bytes(template(SINGLE))
+        bodies[50].write_bytes(template(GROUP_50))
+        for target in ("floor", "memory", "sqlite"):
+            for alerts in (1, 50):
+                cases = [(16, True), (64, True)]
+                if target != "floor":
+                    cases.append((16, False))  # duplicate-only
+                for connections, vary in cases:
+                    case_dir = work / f"{target}-{alerts}-{connections}-{int(vary)}"
+                    case_dir.mkdir()
+                    if target == "floor":
+                        proc, url = start_floor(core=0)
+                    else:
+                        proc, url = start_daemon(case_dir, backend=target, core=0)
+                    try:
+                        if not vary:  # the one body, accepted once, then only duplicates
+                            run_wrk(url, bodies[alerts], lua, connections=1, duration=1, vary=False)
+                        result = run_wrk(
+                            url,
+                            bodies[alerts],
+                            lua,
+                            connections=connections,
+                            duration=duration,
+                            vary=vary,
+                        )
+                    finally:
+                        stop_process(proc)
+                    row = {
+                        "target": target,
+                        "alerts_per_request": alerts,
+                        "connections": connections,
+                        "case": "fresh" if vary else "duplicates",
+                        **result,
+                        "alerts_per_s": result["rps"] * alerts,
+                    }
+                    rows.append(row)
+                    print(
+                        f"{target:>6} {alerts:>2} alert(s) c={connections:<3} "
+                        f"{row['case']:<10} {row['rps']:8.0f} req/s {row['alerts_per_s']:9.0f} "
+                        f"alerts/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
+                        f"non-200 {row['non200']}  socket errors {row['socket_errors']}",
+                        flush=True,
+                    )
+    floor = {(r["alerts_per_request"], r["connections"]): r for r in rows if r["target"] == "floor"}
+    for row in rows:
+        base = floor[(row["alerts_per_request"], row["connections"])]
+        row["rps_vs_floor"] = row["rps"] / base["rps"]
+        row["p99_vs_floor"] = row["p99_ms"] / base["p99_ms"]
+    emit("ingest", {"duration_s": duration, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
