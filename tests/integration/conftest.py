@@ -6,7 +6,7 @@ each by its PID (SIGTERM, then SIGKILL if it lingers). A test skips, saying why,
 missing: install the Debian packages ``prometheus`` and ``prometheus-alertmanager`` (``.ci/run``
 does it).
 
-Flags that keep them fast and private (see /work/shared/notes):
+Flags that keep them fast and private (see the shared notes on Alertmanager and Prometheus):
 
 - Alertmanager: ``--cluster.listen-address=`` (empty: no gossip, which would otherwise listen on
   0.0.0.0:9094); ``group_wait: 1s``, ``group_interval: 2s`` in the route.
