@@ -22,21 +22,19 @@ from collections.abc import Callable
 from datetime import datetime
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from mcp_sentinel.dispatcher.lifecycle import IncidentKey
 from mcp_sentinel.models import ZERO_TIME, IncidentNotification, NonEmpty, Source
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.base import Intake
-from mcp_sentinel.watchers.http_client import PollError, get_json
+from mcp_sentinel.watchers.http_client import get_json, validate_answer
 from mcp_sentinel.watchers.poller import Poller, PollerConfig, Snapshot, utc_now
 from mcp_sentinel.watchers.prometheus import group_for
 from mcp_sentinel.watchers.settings import AlertmanagerWatcherSettings
-from mcp_sentinel.watchers.webhook import describe_validation_error
 
 ALERTS_PATH = "/api/v2/alerts"
 ACTIVE_ONLY = {"active": "true", "silenced": "false", "inhibited": "false"}
-_MAX_PROBLEMS_SHOWN = 5
 
 
 class GettableAlert(BaseModel):
@@ -57,14 +55,7 @@ _ALERTS = TypeAdapter(list[GettableAlert])
 
 def parse_alerts(body: object, where: str) -> list[GettableAlert]:
     """Validate an ``/api/v2/alerts`` answer; ``PollError`` naming the bad fields otherwise."""
-    try:
-        return _ALERTS.validate_python(body)
-    except ValidationError as exc:
-        problems = describe_validation_error(exc)
-        raise PollError(
-            f"{where} answered something that is not an Alertmanager alerts list: "
-            + "; ".join(problems[:_MAX_PROBLEMS_SHOWN])
-        ) from None
+    return validate_answer(_ALERTS, body, where, "an Alertmanager alerts list")
 
 
 class AlertmanagerPoller(Poller):
@@ -82,13 +73,7 @@ class AlertmanagerPoller(Poller):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(
-            PollerConfig(
-                url=settings.url,
-                interval_seconds=settings.interval_seconds,
-                timeout_seconds=settings.timeout_seconds,
-                auth=settings.auth,
-                investigate_existing=settings.investigate_existing,
-            ),
+            PollerConfig.of(settings),
             intake=intake,
             metrics=metrics,
             clock=clock,

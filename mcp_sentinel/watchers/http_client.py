@@ -12,13 +12,15 @@ import base64
 import json
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+from pydantic import TypeAdapter, ValidationError
 
 from mcp_sentinel import __version__
 from mcp_sentinel.settings_base import BasicAuth, BearerAuth
 from mcp_sentinel.watchers.settings import PollerAuth
+from mcp_sentinel.watchers.webhook import describe_validation_error
 
 _MAX_BODY_SHOWN = 200
 
@@ -102,3 +104,19 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+_Answer = TypeVar("_Answer")
+_MAX_PROBLEMS_SHOWN = 5
+
+
+def validate_answer(adapter: TypeAdapter[_Answer], body: object, where: str, what: str) -> _Answer:
+    """``body`` validated as ``what``; ``PollError`` naming the bad fields otherwise."""
+    try:
+        return adapter.validate_python(body)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc)
+        raise PollError(
+            f"{where} answered something that is not {what}: "
+            + "; ".join(problems[:_MAX_PROBLEMS_SHOWN])
+        ) from None

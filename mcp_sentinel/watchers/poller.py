@@ -42,7 +42,11 @@ from mcp_sentinel.models import IncidentNotification, Source
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.base import Intake
 from mcp_sentinel.watchers.http_client import Backoff, PollError, open_session
-from mcp_sentinel.watchers.settings import PollerAuth
+from mcp_sentinel.watchers.settings import (
+    AlertmanagerWatcherSettings,
+    PollerAuth,
+    PrometheusWatcherSettings,
+)
 
 #: After a failure the delay starts at one interval and doubles, up to ten intervals or five
 #: minutes, whichever is shorter (but never less than one interval).
@@ -92,6 +96,17 @@ class PollerConfig:
     timeout_seconds: float
     auth: PollerAuth
     investigate_existing: bool
+
+    @classmethod
+    def of(cls, settings: PrometheusWatcherSettings | AlertmanagerWatcherSettings) -> PollerConfig:
+        """The common part of a poller's settings."""
+        return cls(
+            url=settings.url,
+            interval_seconds=settings.interval_seconds,
+            timeout_seconds=settings.timeout_seconds,
+            auth=settings.auth,
+            investigate_existing=settings.investigate_existing,
+        )
 
 
 class Poller(ABC):

@@ -24,13 +24,13 @@ from typing import Literal
 from urllib.parse import urlencode
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from mcp_sentinel.models import AlertGroup, IncidentNotification, Source
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.watchers.base import Intake
 from mcp_sentinel.watchers.fingerprint import fingerprint, with_external_labels
-from mcp_sentinel.watchers.http_client import PollError, get_json
+from mcp_sentinel.watchers.http_client import get_json, validate_answer
 from mcp_sentinel.watchers.poller import (
     Poller,
     PollerConfig,
@@ -39,11 +39,9 @@ from mcp_sentinel.watchers.poller import (
     utc_now,
 )
 from mcp_sentinel.watchers.settings import PrometheusWatcherSettings
-from mcp_sentinel.watchers.webhook import describe_validation_error
 
 ALERTS_PATH = "/api/v1/alerts"
 POLLER_RECEIVER = "sentinel-poller"
-_MAX_PROBLEMS_SHOWN = 5
 
 
 class PrometheusAlert(BaseModel):
@@ -84,16 +82,12 @@ def group_for(alertname: str, external_url: str) -> AlertGroup:
     )
 
 
+_RESPONSE = TypeAdapter(PrometheusAlertsResponse)
+
+
 def parse_response(body: object, where: str) -> PrometheusAlertsResponse:
     """Validate an ``/api/v1/alerts`` answer; ``PollError`` naming the bad fields otherwise."""
-    try:
-        return PrometheusAlertsResponse.model_validate(body)
-    except ValidationError as exc:
-        problems = describe_validation_error(exc)
-        raise PollError(
-            f"{where} answered something that is not a Prometheus alerts list: "
-            + "; ".join(problems[:_MAX_PROBLEMS_SHOWN])
-        ) from None
+    return validate_answer(_RESPONSE, body, where, "a Prometheus alerts list")
 
 
 class PrometheusPoller(Poller):
@@ -111,13 +105,7 @@ class PrometheusPoller(Poller):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(
-            PollerConfig(
-                url=settings.url,
-                interval_seconds=settings.interval_seconds,
-                timeout_seconds=settings.timeout_seconds,
-                auth=settings.auth,
-                investigate_existing=settings.investigate_existing,
-            ),
+            PollerConfig.of(settings),
             intake=intake,
             metrics=metrics,
             clock=clock,
