@@ -159,6 +159,8 @@ def render(results: dict[str, dict[str, Any]], quick: bool, seconds: float) -> s
         "",
         f"- `sentinel run` to `/readyz` 200: median {startup['ready_median_s']:.2f} s of "
         f"{startup['runs']} (" + ", ".join(f"{x:.2f}" for x in startup["ready_all_s"]) + ")",
+        f"- the agent loaded (SDK imported, MCP servers started; accepted alerts wait in the "
+        f"queue until then): median {startup['agent_ready_median_s']:.2f} s",
         f'- `python -c "import agents"` alone: median {startup["import_agents_median_s"]:.2f} s '
         f"(start-up is {startup['ratio']:.2f}x that)",
         "",

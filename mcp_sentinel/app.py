@@ -1,8 +1,10 @@
 """The one place where the daemon's objects are built and wired, and its lifecycle.
 
 ``Sentinel`` is an async context manager. Entering builds everything in dependency order on an
-``AsyncExitStack``: MCP connections, sinks, the dispatcher and its workers, then the HTTP
-server (last, so nothing is accepted before it can be handled). Leaving stops intake first
+``AsyncExitStack``: the state, sinks, the dispatcher and its workers, then the HTTP server
+(last, so nothing is accepted before it can be kept). The agent (the SDK, the model client and
+the MCP connections) is built in the background once the server is up (``agent.deferred``);
+workers wait for it while accepted alerts wait in the queue. Leaving stops intake first
 (``/readyz`` turns 503 and the webhook answers 503 while the HTTP server still runs), drains
 the queue within ``dispatcher.drain_timeout_seconds``, then closes everything in reverse order.
 
@@ -16,27 +18,30 @@ import asyncio
 import signal
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
+from mcp_sentinel.agent.deferred import DeferredInvestigator
 from mcp_sentinel.config import SentinelSettings
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
-from mcp_sentinel.dispatcher.redis_state import RedisIntakeState, open_redis_state
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.state import IntakeState, open_state
 from mcp_sentinel.http_server import HttpServer, build_app
-from mcp_sentinel.investigation import InvestigationHandler
+from mcp_sentinel.investigation import IncidentInvestigator, InvestigationHandler
+from mcp_sentinel.prompts import PromptRenderer, PromptRepository
 from mcp_sentinel.sinks.factory import open_sinks
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.telemetry.tracing import Tracing
 from mcp_sentinel.watchers.auth import RequestAuthenticator
 from mcp_sentinel.watchers.factory import WatcherSet
 from mcp_sentinel.watchers.webhook import AlertmanagerWebhook
-from mcp_sentinel.wiring import open_investigation_core
+
+if TYPE_CHECKING:
+    from mcp_sentinel.dispatcher.redis_state import RedisIntakeState
 
 
 class Sentinel:
@@ -58,6 +63,7 @@ class Sentinel:
         self._console_stream = console_stream
         self._stack = AsyncExitStack()
         self.dispatcher: Dispatcher | None = None
+        self.investigator: DeferredInvestigator | None = None
         self.http: HttpServer | None = None
 
     @property
@@ -81,17 +87,33 @@ class Sentinel:
             Tracing(settings.telemetry.tracing, span_processor=self._span_processor)
         )
         tracer = tracing.tracer
-        core = await open_investigation_core(
-            settings,
-            metrics=self.metrics,
-            stack=stack,
-            tracer=tracer,
-            otel_tracing=tracing.enabled,
+        renderer = PromptRenderer(PromptRepository(settings.base_dir))
+
+        async def build_core(core_stack: AsyncExitStack) -> IncidentInvestigator:
+            from mcp_sentinel.wiring import open_investigation_core  # noqa: PLC0415
+
+            core = await open_investigation_core(
+                settings,
+                metrics=self.metrics,
+                stack=core_stack,
+                tracer=tracer,
+                otel_tracing=tracing.enabled,
+                renderer=renderer,
+            )
+            return core.investigator
+
+        # Entered before the dispatcher, so the MCP connections close after the workers drained.
+        investigator = await stack.enter_async_context(
+            DeferredInvestigator(build_core, preload=("mcp_sentinel.wiring",))
         )
+        self.investigator = investigator
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         # Before the sinks (their outbox lives in it), so it closes after they drained.
         state: IntakeState | RedisIntakeState
         if settings.dispatcher.backend == "redis":
+            # Imported only when used: the Redis client takes half a second to import.
+            from mcp_sentinel.dispatcher.redis_state import open_redis_state  # noqa: PLC0415
+
             state = await open_redis_state(settings, stack=stack)
         else:
             state = await open_state(settings, stack=stack, tracker=tracker)
@@ -105,8 +127,8 @@ class Sentinel:
             tracer=tracer,
         )
         handler = InvestigationHandler(
-            renderer=core.renderer,
-            investigator=core.investigator,
+            renderer=renderer,
+            investigator=investigator,
             sinks=sinks,
             metrics=self.metrics,
             tracker=tracker,
@@ -123,7 +145,7 @@ class Sentinel:
                 worker_concurrency=dispatcher_settings.worker_concurrency,
                 drain_timeout=dispatcher_settings.drain_timeout_seconds,
                 tracker=tracker,
-                health=(state.problem, lambda: sinks.problem),
+                health=(state.problem, lambda: sinks.problem, lambda: investigator.problem),
             )
         )
         server = settings.server
@@ -163,6 +185,8 @@ class Sentinel:
             cards=len(settings.incident_cards),
             url=self.http.url,
         )
+        # Last: importing the agents SDK takes seconds, and intake need not wait for it.
+        investigator.start()
 
     async def __aexit__(
         self,

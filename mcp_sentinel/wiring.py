@@ -20,6 +20,7 @@ from mcp_sentinel.agent.orchestrator import Investigator
 from mcp_sentinel.agent.tools import McpRegistry
 from mcp_sentinel.config import SentinelSettings
 from mcp_sentinel.prompts import PromptRenderer, PromptRepository
+from mcp_sentinel.telemetry.agents_bridge import install_agents_bridge
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.validators.factory import build_pipeline
 
@@ -41,16 +42,21 @@ async def open_investigation_core(
     wrap_server_class: Callable[[type[Any]], type[Any]] | None = None,
     tracer: Tracer | None = None,
     otel_tracing: bool = False,
+    renderer: PromptRenderer | None = None,
 ) -> InvestigationCore:
     """Build the core on ``stack`` (the model client and MCP connections close with it).
 
     ``wrap_model`` and ``wrap_server_class`` let replay record or replace what the outside
-    world says; everything else is the daemon's own path.
+    world says; everything else is the daemon's own path. With ``otel_tracing`` the SDK's
+    spans join ``tracer``'s traces until ``stack`` closes.
     """
     # The SDK traces runs when something consumes them: our OpenTelemetry bridge, or (only if
     # asked) its own exporter to OpenAI's ingest endpoint, which is otherwise the default.
     set_tracing_disabled(not (otel_tracing or settings.openai.tracing_export))
-    renderer = PromptRenderer(PromptRepository(settings.base_dir))
+    if otel_tracing and tracer is not None:
+        stack.callback(install_agents_bridge(tracer))
+    if renderer is None:
+        renderer = PromptRenderer(PromptRepository(settings.base_dir))
     models = ModelFactory(settings.openai, wrap=wrap_model, require_credentials=require_credentials)
     stack.push_async_callback(models.aclose)
     if models.missing_credentials:

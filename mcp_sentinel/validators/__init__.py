@@ -3,8 +3,11 @@
 Every crossing (a model run starting, a tool call, a tool output, a finished report) becomes an
 ``Action`` that ``ValidatorPipeline`` passes through the enabled validators, highest priority
 first: ``injection_guard``, ``tool_policy``, ``rate_limiter``, ``circuit_breaker``,
-``secret_redaction``, ``grounding``. ``build_pipeline`` builds it from the config; see
-docs/security.md for what each one guarantees and what it does not.
+``secret_redaction``, ``grounding``. ``validators.factory.build_pipeline`` builds it from the
+config; see docs/security.md for what each one guarantees and what it does not.
+
+The package itself exports only the action and decision types: the validators are imported by
+the factory, with the agent, so that reading the config (``validators.settings``) stays cheap.
 """
 
 from mcp_sentinel.validators.actions import (
@@ -16,7 +19,6 @@ from mcp_sentinel.validators.actions import (
     ToolOutput,
     breaker_target,
 )
-from mcp_sentinel.validators.factory import build_pipeline, build_validators
 from mcp_sentinel.validators.pipeline import (
     Approved,
     IncidentContext,
@@ -50,6 +52,4 @@ __all__ = [
     "ValidationResult",
     "ValidatorPipeline",
     "breaker_target",
-    "build_pipeline",
-    "build_validators",
 ]

@@ -51,6 +51,8 @@ async def test_a_server_that_fails_to_start_is_left_out_then_reconnected(
             Sentinel(settings, registry=CollectorRegistry(), console_stream=io.StringIO()) as s,
             aiohttp.ClientSession(base_url=s.url) as http,
         ):
+            assert s.investigator is not None
+            await s.investigator.wait_loaded()  # the agent loads after intake is up
             async with http.get("/metrics") as r:
                 metrics = await r.text()
             assert metric_value(metrics, "sentinel_mcp_server_up", server="late") == 0

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 
+from mcp_sentinel.telemetry.agents_bridge import install_agents_bridge
 from mcp_sentinel.telemetry.settings import TracingSettings
 from mcp_sentinel.telemetry.tracing import Tracing
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON, ToolCall
@@ -43,8 +44,12 @@ async def test_agent_run_becomes_a_span_tree_under_the_current_span() -> None:
             tools=[lookup],
             output_type=Answer,
         )
-        with tracing.tracer.start_as_current_span("incident") as incident:
-            result = await Runner.run(agent, "go")
+        uninstall = install_agents_bridge(tracing.tracer)
+        try:
+            with tracing.tracer.start_as_current_span("incident") as incident:
+                result = await Runner.run(agent, "go")
+        finally:
+            uninstall()
         assert result.final_output == Answer(text="done")
     spans = {span.name: span for span in exporter.get_finished_spans()}
     trace_id = incident.get_span_context().trace_id

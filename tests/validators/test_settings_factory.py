@@ -17,8 +17,8 @@ from mcp_sentinel.validators import (
     ReportCheck,
     ToolCall,
     ToolOutput,
-    build_pipeline,
 )
+from mcp_sentinel.validators.factory import build_pipeline
 from mcp_sentinel.validators.settings import ValidatorsSettings
 from tests.validators.conftest import MonotonicClock, WallClock, context, make_finding, make_report
 
