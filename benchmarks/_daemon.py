@@ -70,6 +70,9 @@ async def main() -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        # Steady state only: the agent loads in the background after intake is up.
+        assert sentinel.investigator is not None
+        await sentinel.investigator.wait_loaded()
         print(f"URL {sentinel.url}", flush=True)
 
         async def commands() -> None:

@@ -114,7 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="3 s per run")
+    parser.add_argument("--backends", default="memory,sqlite", help="comma-separated")
+    parser.add_argument("--alerts", default="1,50", help="alerts per request, comma-separated")
     args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    sizes = [int(n) for n in args.alerts.split(",") if n]
     duration = 3 if args.quick else args.duration
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
@@ -126,8 +130,8 @@ def main() -> None:
         bodies = {1: work / "single.json", 50: work / "group50.json"}
         bodies[1].write_bytes(template(SINGLE))
         bodies[50].write_bytes(template(GROUP_50))
-        for target in ("floor", "memory", "sqlite"):
-            for alerts in (1, 50):
+        for target in ("floor", *backends):
+            for alerts in sizes:
                 cases = [(16, True), (64, True)]
                 if target != "floor":
                     cases.append((16, False))  # duplicate-only

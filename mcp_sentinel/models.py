@@ -7,7 +7,7 @@ alert travels as the plain, immutable ``IncidentNotification``. The agent's stru
 
 from __future__ import annotations
 
-import uuid
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -168,13 +168,25 @@ class IncidentNotification:
         }
 
 
+def new_incident_id() -> str:
+    """32 random hex digits, as ``uuid4().hex`` spells them, without a system call per id.
+
+    An id names an incident; it guards nothing, so the process's PRNG (seeded from the OS at
+    start) serves, at a fraction of ``uuid4``'s cost on the intake path.
+    """
+    return f"{_ids.getrandbits(128):032x}"
+
+
+_ids = random.Random()
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     """A routed notification waiting for, or under, investigation."""
 
     notification: IncidentNotification
     card: IncidentCard
-    incident_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    incident_id: str = field(default_factory=new_incident_id)
     enqueued_monotonic: float = 0.0
     # The W3C ``traceparent`` of the span that accepted it (the webhook request), so the
     # worker's spans join that trace; None when tracing is off or the source had no span.

@@ -15,6 +15,7 @@ REJECTED, the webhook 503 and ``/readyz`` 503, rather than accepting what it cou
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class Dispatcher:
         self._queue = queue
         self._handler = handler
         self._metrics = metrics
+        self._dispatched = {
+            outcome: metrics.alerts_dispatched.labels(outcome.value) for outcome in DispatchOutcome
+        }
         self._worker_concurrency = worker_concurrency
         self._drain_timeout = drain_timeout
         self._health = tuple(health)
@@ -196,8 +200,11 @@ class Dispatcher:
         return self._finish(outcomes)
 
     def _finish(self, outcomes: list[DispatchOutcome]) -> DispatchResult:
-        for outcome in outcomes:
-            self._metrics.alerts_dispatched.labels(outcome.value).inc()
+        if len(outcomes) == 1:  # the common one-alert payload, without building a Counter
+            self._dispatched[outcomes[0]].inc()
+        else:
+            for outcome, count in collections.Counter(outcomes).items():
+                self._dispatched[outcome].inc(count)
         self._metrics.queue_depth.set(self._queue.depth())
         return DispatchResult(tuple(outcomes))
 

@@ -129,6 +129,8 @@ class SinkDispatcher:
     @property
     def problem(self) -> str | None:
         """Why a gating sink cannot take deliveries now, or None."""
+        if not self._failing:  # asked on every webhook request: the usual answer is quick
+            return None
         failing = sorted(self._gating & self._failing.keys())
         return (
             f"sink {failing[0]} cannot deliver ({self._failing[failing[0]]})" if failing else None

@@ -43,6 +43,8 @@ def extract_context(traceparent: str | None) -> otel_context.Context | None:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, to carry across the queue."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None  # tracing off, or no span here: the usual case, and it is on the hot path
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent")

@@ -34,6 +34,7 @@ from aiohttp import web
 from loguru import logger
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Tracer
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from mcp_sentinel.config import format_location
@@ -46,6 +47,7 @@ from mcp_sentinel.watchers.capture import CaptureWriter
 
 WEBHOOK_PATH = "/webhook/alertmanager"
 _MAX_ERRORS_SHOWN = 10
+_COUNTED = (DispatchOutcome.QUEUED, DispatchOutcome.DUPLICATE, DispatchOutcome.UNROUTED)
 
 
 def _json_error(status: int, message: str, **extra: object) -> web.Response:
@@ -80,6 +82,14 @@ class AlertmanagerWebhook:
         tracer: Tracer | None = None,
     ) -> None:
         self._tracer = tracer or trace.NoOpTracer()
+        # Spans cost a few percent of a request even when nothing records them.
+        self._traced = not isinstance(self._tracer, trace.NoOpTracer)
+        # Label lookups cached: this is the per-request path.
+        self._requests_by_status: dict[int, Counter] = {}
+        self._received = {
+            status: metrics.alerts_received.labels("webhook", status)
+            for status in ("firing", "resolved")
+        }
         self._intake = intake
         self._authenticator = authenticator
         self._metrics = metrics
@@ -99,17 +109,24 @@ class AlertmanagerWebhook:
         return response
 
     async def receive(self, request: web.Request) -> web.Response:
-        # A caller's W3C traceparent is continued: its trace then holds this request, the
-        # dispatch and, through the incidents, their investigations.
-        with self._tracer.start_as_current_span(
-            f"POST {WEBHOOK_PATH}",
-            context=extract_context(request.headers.get("traceparent")),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": "POST", "url.path": WEBHOOK_PATH},
-        ) as span:
+        if self._traced:
+            # A caller's W3C traceparent is continued: its trace then holds this request, the
+            # dispatch and, through the incidents, their investigations.
+            with self._tracer.start_as_current_span(
+                f"POST {WEBHOOK_PATH}",
+                context=extract_context(request.headers.get("traceparent")),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "POST", "url.path": WEBHOOK_PATH},
+            ) as span:
+                response = await self._answer(request)
+                span.set_attribute("http.response.status_code", response.status)
+        else:
             response = await self._answer(request)
-            span.set_attribute("http.response.status_code", response.status)
-        self._metrics.webhook_requests.labels(str(response.status)).inc()
+        counter = self._requests_by_status.get(response.status)
+        if counter is None:
+            counter = self._metrics.webhook_requests.labels(str(response.status))
+            self._requests_by_status[response.status] = counter
+        counter.inc()
         return response
 
     async def _answer(self, request: web.Request) -> web.Response:
@@ -151,8 +168,11 @@ class AlertmanagerWebhook:
             )
         received_at = datetime.now(UTC)
         notifications = payload.notifications(received_at=received_at)
-        for notification in notifications:
-            self._metrics.alerts_received.labels("webhook", notification.status).inc()
+        resolved = sum(1 for notification in notifications if notification.status == "resolved")
+        if resolved:
+            self._received["resolved"].inc(resolved)
+        if resolved < len(notifications):
+            self._received["firing"].inc(len(notifications) - resolved)
         if payload.truncatedAlerts:
             logger.warning(
                 "Alertmanager truncated {count} alert(s) of group {group}: they will never arrive "
@@ -160,12 +180,15 @@ class AlertmanagerWebhook:
                 count=payload.truncatedAlerts,
                 group=payload.groupKey,
             )
-        with self._tracer.start_as_current_span(
-            "dispatch", attributes={"sentinel.alerts": len(notifications)}
-        ) as span:
+        if self._traced:
+            with self._tracer.start_as_current_span(
+                "dispatch", attributes={"sentinel.alerts": len(notifications)}
+            ) as span:
+                result = await self._intake.dispatch(notifications)
+                for outcome in (DispatchOutcome.QUEUED, DispatchOutcome.DUPLICATE):
+                    span.set_attribute(f"sentinel.{outcome.value}", result.count(outcome))
+        else:
             result = await self._intake.dispatch(notifications)
-            for outcome in (DispatchOutcome.QUEUED, DispatchOutcome.DUPLICATE):
-                span.set_attribute(f"sentinel.{outcome.value}", result.count(outcome))
         if not result.accepted:
             return self._unavailable(
                 f"cannot take {len(notifications)} alert(s) now (queue full or shutting down); "
@@ -173,18 +196,9 @@ class AlertmanagerWebhook:
             )
         if self._capture is not None:
             await self._capture.write(body, request.headers.items(), received_at)
-        return web.json_response(
-            {
-                "status": "accepted",
-                "alerts": len(notifications),
-                **{
-                    outcome.value: result.count(outcome)
-                    for outcome in (
-                        DispatchOutcome.QUEUED,
-                        DispatchOutcome.DUPLICATE,
-                        DispatchOutcome.UNROUTED,
-                    )
-                },
-            },
-            dumps=json.dumps,
-        )
+        answer = {
+            "status": "accepted",
+            "alerts": len(notifications),
+            **{outcome.value: result.count(outcome) for outcome in _COUNTED},
+        }
+        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
