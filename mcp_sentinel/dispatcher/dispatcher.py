@@ -91,7 +91,8 @@ class Dispatcher:
         self._accepting = False
         # Held across the dedupe check and the enqueue, so two payloads carrying the same alert
         # cannot both be queued, and a refused payload never leaves its keys marked as seen.
-        self._intake_lock = asyncio.Lock()
+        # Dedupe keys being written by a payload's queue write, and the write's completion.
+        self._in_flight: dict[DedupeKey, asyncio.Future[None]] = {}
         self._task_group: asyncio.TaskGroup | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -152,45 +153,66 @@ class Dispatcher:
         """
         if not self.accepting:
             return self._finish([DispatchOutcome.REJECTED] * len(notifications))
-        async with self._intake_lock:
-            if not self.accepting:  # shutdown began (or a health problem) while we waited
+        # An alert of this payload may be in another payload's write right now: whether this
+        # one is a duplicate depends on that write, so wait for it and classify afterwards.
+        while waits := {
+            self._in_flight[key]
+            for notification in notifications
+            if (key := notification.dedupe_key) in self._in_flight
+        }:
+            await asyncio.wait(waits)
+        if not self.accepting:  # shutdown began (or a health problem) while we waited
+            return self._finish([DispatchOutcome.REJECTED] * len(notifications))
+        # From here to the queue's write nothing awaits, so no other payload interleaves with
+        # the classification; the write itself is awaited without a lock, so the durable
+        # queue commits the payloads that arrive meanwhile together (one fsync for all).
+        outcomes: list[DispatchOutcome] = []
+        fresh: list[Incident] = []
+        fresh_keys: list[DedupeKey] = []
+        batch_keys: set[DedupeKey] = set()
+        unrouted: list[str] = []
+        traceparent = current_traceparent()
+        now = time.monotonic()
+        for notification in notifications:
+            key = notification.dedupe_key
+            if key in batch_keys or self._dedupe.seen(key):
+                outcomes.append(DispatchOutcome.DUPLICATE)
+                continue
+            card = self._router.route(notification.labels)
+            if card is None:
+                outcomes.append(DispatchOutcome.UNROUTED)
+                unrouted.append(notification.alertname or "<no alertname>")
+                continue
+            batch_keys.add(key)
+            fresh_keys.append(key)
+            fresh.append(
+                Incident(notification, card, enqueued_monotonic=now, traceparent=traceparent)
+            )
+            outcomes.append(DispatchOutcome.QUEUED)
+        if unrouted:
+            # One line per payload, not per alert: a storm of unrouted alerts must not
+            # become a storm of log lines.
+            names = sorted(set(unrouted))
+            logger.warning(
+                "{count} unrouted alert(s) ({names}): no incident card matches and no "
+                "default card is configured",
+                count=len(unrouted),
+                names=", ".join(names[:10])
+                + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
+            )
+        if fresh:
+            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for key in fresh_keys:
+                self._in_flight[key] = written
+            try:
+                taken = await self._queue.put_all(fresh)
+            finally:
+                for key in fresh_keys:
+                    del self._in_flight[key]
+                written.set_result(None)
+            if not taken:
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
-            outcomes: list[DispatchOutcome] = []
-            fresh: list[Incident] = []
-            fresh_keys: list[DedupeKey] = []
-            batch_keys: set[DedupeKey] = set()
-            unrouted: list[str] = []
-            traceparent = current_traceparent()
-            now = time.monotonic()
-            for notification in notifications:
-                key = notification.dedupe_key
-                if key in batch_keys or self._dedupe.seen(key):
-                    outcomes.append(DispatchOutcome.DUPLICATE)
-                    continue
-                card = self._router.route(notification.labels)
-                if card is None:
-                    outcomes.append(DispatchOutcome.UNROUTED)
-                    unrouted.append(notification.alertname or "<no alertname>")
-                    continue
-                batch_keys.add(key)
-                fresh_keys.append(key)
-                fresh.append(
-                    Incident(notification, card, enqueued_monotonic=now, traceparent=traceparent)
-                )
-                outcomes.append(DispatchOutcome.QUEUED)
-            if unrouted:
-                # One line per payload, not per alert: a storm of unrouted alerts must not
-                # become a storm of log lines.
-                names = sorted(set(unrouted))
-                logger.warning(
-                    "{count} unrouted alert(s) ({names}): no incident card matches and no "
-                    "default card is configured",
-                    count=len(unrouted),
-                    names=", ".join(names[:10])
-                    + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
-                )
-            if fresh and not await self._queue.put_all(fresh):
-                return self._finish([DispatchOutcome.REJECTED] * len(notifications))
+            # No await since the write: a payload waiting on it sees these keys remembered.
             for key in fresh_keys:
                 self._dedupe.remember(key)
             if self._tracker is not None:
