@@ -51,6 +51,50 @@ def free_port() -> int:
         return port
 
 
+class BenchRedis:
+    """A ``redis-server`` for the ``redis`` backend's figures: loopback, a free port, no
+    persistence (the figures are the daemon's, not the disk's), pinned to ``core`` beside the
+    daemon (the server side), stopped by its PID."""
+
+    def __init__(self, directory: Path, *, core: int | None = 0) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        command = ["redis-server", "--save", "", "--appendonly", "no"]
+        command += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
+        if core is not None:
+            command = ["taskset", "-c", str(core), *command]
+        log = (directory / "redis.log").open("w")
+        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start: {directory / 'redis.log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop_process(self._process)
+
+    def __enter__(self) -> BenchRedis:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def redis_available() -> bool:
+    import shutil
+
+    return shutil.which("redis-server") is not None
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
@@ -106,6 +150,7 @@ def start_daemon(
     core: int | None = 0,
     model_delay: float = 3600,
     runs_per_minute: float = 30,
+    redis_url: str | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start ``benchmarks/_daemon.py`` (the real ``Sentinel``) pinned to ``core``; return it and
     its base URL. Commands go to its stdin (``stats``), answers come on its stdout."""
@@ -129,6 +174,8 @@ def start_daemon(
     ]
     if model_url:
         args += ["--model-url", model_url]
+    if redis_url:
+        args += ["--redis-url", redis_url]
     if core is not None:
         args = ["taskset", "-c", str(core), *args]
     log = (directory / "daemon.log").open("w")
@@ -167,6 +214,36 @@ def start_floor(core: int = 0) -> tuple[subprocess.Popen[str], str]:
     if not wait_http_ok(url + "/healthz", within=15):
         stop_process(proc)
         raise RuntimeError("floor receiver did not start")
+    return proc, url
+
+
+def alertmanager_binary() -> str | None:
+    """The Alertmanager binary (Debian names it ``prometheus-alertmanager``), if installed."""
+    import shutil
+
+    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def start_alertmanager(directory: Path, core: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """Alertmanager itself, as the baseline for 50-alert ingest: one route to a receiver that
+    sends nothing, clustering off, pinned to ``core`` (its Go runtime then uses one thread)."""
+    binary = alertmanager_binary()
+    if binary is None:
+        raise RuntimeError("Alertmanager is missing: apt-get install -y prometheus-alertmanager")
+    port = free_port()
+    config = directory / "alertmanager.yml"
+    config.write_text("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n")
+    storage = directory / "alertmanager-data"
+    storage.mkdir(exist_ok=True)
+    command = ["taskset", "-c", str(core), binary, f"--config.file={config}"]
+    command += [f"--storage.path={storage}", f"--web.listen-address=127.0.0.1:{port}"]
+    command += ["--cluster.listen-address=", "--log.level=warn"]
+    log = (directory / "alertmanager.log").open("w")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory, text=True)
+    url = f"http://127.0.0.1:{port}"
+    if not wait_http_ok(url + "/-/ready", within=30):
+        stop_process(proc)
+        raise RuntimeError(f"alertmanager did not start: {directory / 'alertmanager.log'}")
     return proc, url
 
 

@@ -32,7 +32,8 @@ from tests.helpers import FINDING, write_config
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--backend", choices=("memory", "sqlite"), default="sqlite")
+    parser.add_argument("--backend", choices=("memory", "sqlite", "redis"), default="sqlite")
+    parser.add_argument("--redis-url", help="with --backend redis")
     parser.add_argument("--queue-size", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--ttl", type=float, default=3600)
@@ -56,6 +57,7 @@ async def main() -> None:
                     "worker_concurrency": args.workers,
                     "dedupe_ttl_seconds": args.ttl,
                     "drain_timeout_seconds": 0,
+                    **({"redis_url": args.redis_url} if args.backend == "redis" else {}),
                 },
                 "incident_cards": [MATCH_ALL_CARD],
                 "validators": {"rate_limiter": {"runs_per_minute": args.runs_per_minute}},

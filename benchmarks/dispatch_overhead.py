@@ -3,8 +3,10 @@
 No HTTP and no agent: a real ``Dispatcher`` with no workers (its handler never runs) and a queue
 large enough for the run, fed 50-alert batches parsed beforehand from the real fixture (each
 batch with fresh fingerprints), timed with ``time.process_time`` around ``dispatch`` only. For
-the memory and the sqlite backend (as ``Sentinel`` builds them, through ``open_state``), and
-the duplicate-only case (the same batch again).
+the memory, the sqlite and (with ``redis-server`` installed, a local one on loopback) the redis
+backend, as ``Sentinel`` builds them, and the duplicate-only case (the same batch again). With
+redis, process time leaves out Redis's own CPU (another process): its wall time is the figure
+to compare.
 
     uv run python benchmarks/dispatch_overhead.py [--batches 400] [--quick]
 """
@@ -17,7 +19,7 @@ import json
 import sys
 import tempfile
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger
 from prometheus_client import CollectorRegistry
 
-from benchmarks._common import GROUP_50, MATCH_ALL_CARD, emit, load_fixture
+from benchmarks._common import (
+    GROUP_50,
+    MATCH_ALL_CARD,
+    BenchRedis,
+    emit,
+    load_fixture,
+    redis_available,
+)
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
+from mcp_sentinel.dispatcher.redis_state import open_redis_state
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.state import open_state
 from mcp_sentinel.models import Incident, IncidentNotification, WebhookPayload
@@ -53,17 +63,24 @@ def batches(count: int) -> list[list[IncidentNotification]]:
 
 
 async def measure(backend: str, work: list[list[IncidentNotification]]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp, ExitStack() as servers:
+        extra: dict[str, Any] = {}
+        if backend == "redis":
+            extra["redis_url"] = servers.enter_context(BenchRedis(Path(tmp), core=None)).url
         settings = write_config(
             Path(tmp),
             overrides={
-                "dispatcher": {"backend": backend, "queue_size": 1_000_000},
+                "dispatcher": {"backend": backend, "queue_size": 1_000_000, **extra},
                 "incident_cards": [MATCH_ALL_CARD],
             },
         )
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
         async with AsyncExitStack() as stack:
-            state = await open_state(settings, stack=stack, tracker=tracker)
+            state: Any
+            if backend == "redis":
+                state = await open_redis_state(settings, stack=stack)
+            else:
+                state = await open_state(settings, stack=stack, tracker=tracker)
             dispatcher = await stack.enter_async_context(
                 Dispatcher(
                     router=CardRouter(settings.incident_cards, settings.dispatcher.default_card),
@@ -109,7 +126,7 @@ async def main() -> None:
     count = 100 if args.quick else args.batches
     work = batches(count)
     rows = []
-    for backend in ("memory", "sqlite"):
+    for backend in ("memory", "sqlite", *(["redis"] if redis_available() else [])):
         row = await measure(backend, work)
         rows.append(row)
         print(

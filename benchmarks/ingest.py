@@ -1,13 +1,16 @@
 """Webhook intake: requests/s, alerts/s, p50/p99 accept latency, against the framework floor.
 
 For the 1-alert and 50-alert Alertmanager payloads, at 16 and 64 connections: the real daemon
-(``Sentinel`` with the memory and the sqlite queue backend) and, in the same run, a bare aiohttp
-receiver that only parses the JSON (the floor). The server runs in a subprocess pinned with
-``taskset -c 0``; the load generator is ``wrk`` pinned to core 1, one thread, with a Lua script
-that POSTs the body with the bearer header and rewrites every fingerprint per request
-(``-<thread>x<n>``) so that every alert is fresh and takes the real path (routed, deduped,
-queued). The daemon has one worker held by a model that waits an hour and a queue large enough
-for the run, so intake is what is measured. The duplicate-only case sends one fixed body.
+(``Sentinel`` with the memory, the sqlite and, when ``redis-server`` is installed, the redis
+queue backend: a fresh local Redis per case, on the daemon's core) and, in the same run, two
+baselines: a bare aiohttp receiver that only parses the JSON (the floor), and for 50-alert
+payloads Alertmanager itself (``prometheus-alertmanager``, when installed) taking the same 50
+alerts on its own ``POST /api/v2/alerts``, each alert fresh per request. The server runs in a
+subprocess pinned with ``taskset -c 0``; the load generator is ``wrk`` pinned to core 1, one
+thread, with a Lua script that POSTs the body with the bearer header and rewrites every fingerprint
+per request (``-<thread>x<n>``) so that every alert is fresh and takes the real path (routed,
+deduped, queued). The daemon has one worker held by a model that waits an hour and a queue large
+enough for the run, so intake is what is measured. The duplicate-only case sends one fixed body.
 
     uv run python benchmarks/ingest.py [--duration 8] [--quick]
 """
@@ -28,8 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import (
     GROUP_50,
     SINGLE,
+    BenchRedis,
+    alertmanager_binary,
     emit,
     load_fixture,
+    redis_available,
+    start_alertmanager,
     start_daemon,
     start_floor,
     stop_process,
@@ -82,8 +89,31 @@ def template(path: Path) -> bytes:
     return json.dumps(data).encode()
 
 
+def alertmanager_template(path: Path) -> bytes:
+    """The fixture's alerts as Alertmanager's own API takes them (``POST /api/v2/alerts``),
+    each with a ``bench_seq`` label of ``@SEQ@``, so every request holds fresh alerts."""
+    data = load_fixture(path)
+    alerts = [
+        {
+            "labels": {**alert["labels"], "bench_seq": "@SEQ@"},
+            "annotations": alert["annotations"],
+            "startsAt": alert["startsAt"],
+            "generatorURL": alert["generatorURL"],
+        }
+        for alert in data["alerts"]
+    ]
+    return json.dumps(alerts).encode()
+
+
 def run_wrk(
-    url: str, body_file: Path, lua: Path, *, connections: int, duration: int, vary: bool
+    url: str,
+    body_file: Path,
+    lua: Path,
+    *,
+    connections: int,
+    duration: int,
+    vary: bool,
+    path: str = "/webhook/alertmanager",
 ) -> dict[str, Any]:
     env = {
         "BENCH_BODY": str(body_file),
@@ -92,7 +122,7 @@ def run_wrk(
         "PATH": "/usr/bin:/bin",
     }
     command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
-    command += ["--timeout", "10s", "-s", str(lua), url + "/webhook/alertmanager"]
+    command += ["--timeout", "10s", "-s", str(lua), url + path]
     out = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=duration + 60, check=True
     )
@@ -114,7 +144,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--quick", action="store_true", help="3 s per run")
-    parser.add_argument("--backends", default="memory,sqlite", help="comma-separated")
+    parser.add_argument(
+        "--backends",
+        default="memory,sqlite,redis" if redis_available() else "memory,sqlite",
+        help="comma-separated (redis needs redis-server)",
+    )
     parser.add_argument("--alerts", default="1,50", help="alerts per request, comma-separated")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -130,31 +164,51 @@ def main() -> None:
         bodies = {1: work / "single.json", 50: work / "group50.json"}
         bodies[1].write_bytes(template(SINGLE))
         bodies[50].write_bytes(template(GROUP_50))
-        for target in ("floor", *backends):
+        am_body = work / "alertmanager50.json"
+        am_body.write_bytes(alertmanager_template(GROUP_50))
+        baselines = ["floor"]
+        if 50 in sizes and alertmanager_binary() is not None:
+            baselines.append("alertmanager")
+        for target in (*baselines, *backends):
             for alerts in sizes:
+                if target == "alertmanager" and alerts != 50:
+                    continue
                 cases = [(16, True), (64, True)]
-                if target != "floor":
+                if target not in baselines:
                     cases.append((16, False))  # duplicate-only
                 for connections, vary in cases:
                     case_dir = work / f"{target}-{alerts}-{connections}-{int(vary)}"
                     case_dir.mkdir()
+                    redis = BenchRedis(case_dir, core=0) if target == "redis" else None
+                    body, path = bodies[alerts], "/webhook/alertmanager"
                     if target == "floor":
                         proc, url = start_floor(core=0)
+                    elif target == "alertmanager":
+                        proc, url = start_alertmanager(case_dir, core=0)
+                        body, path = am_body, "/api/v2/alerts"
                     else:
-                        proc, url = start_daemon(case_dir, backend=target, core=0)
+                        proc, url = start_daemon(
+                            case_dir,
+                            backend=target,
+                            core=0,
+                            redis_url=redis.url if redis is not None else None,
+                        )
                     try:
                         if not vary:  # the one body, accepted once, then only duplicates
                             run_wrk(url, bodies[alerts], lua, connections=1, duration=1, vary=False)
                         result = run_wrk(
                             url,
-                            bodies[alerts],
+                            body,
                             lua,
                             connections=connections,
                             duration=duration,
                             vary=vary,
+                            path=path,
                         )
                     finally:
                         stop_process(proc)
+                        if redis is not None:
+                            redis.stop()
                     row = {
                         "target": target,
                         "alerts_per_request": alerts,
@@ -176,6 +230,18 @@ def main() -> None:
         base = floor[(row["alerts_per_request"], row["connections"])]
         row["rps_vs_floor"] = row["rps"] / base["rps"]
         row["p99_vs_floor"] = row["p99_ms"] / base["p99_ms"]
+        am = next(
+            (
+                r
+                for r in rows
+                if r["target"] == "alertmanager"
+                and (r["alerts_per_request"], r["connections"])
+                == (row["alerts_per_request"], row["connections"])
+            ),
+            None,
+        )
+        if am is not None:
+            row["alerts_vs_alertmanager"] = row["alerts_per_s"] / am["alerts_per_s"]
     emit("ingest", {"duration_s": duration, "rows": rows})
 
 

@@ -128,6 +128,8 @@ class Sentinel:
             console_stream=self._console_stream,
             outbox=state.outbox,
             tracer=tracer,
+            slack_threads=state.slack_threads,
+            jira_issues=state.jira_issues,
         )
         handler = InvestigationHandler(
             renderer=renderer,

@@ -55,6 +55,8 @@ from mcp_sentinel.models import Incident, IncidentCard
 _BLOCK_MS = 1000  # one blocking read; below the socket timeout
 _CLOSE_WAIT_SECONDS = 5.0
 _FAILURES = (RedisError, OSError)
+#: How often (at most) the consumer group is swept of consumers left by killed replicas.
+_FORGET_EVERY_SECONDS = 60.0
 
 
 class RedisQueueBackend:
@@ -84,6 +86,7 @@ class RedisQueueBackend:
         self._visibility_ms = max(1, int(visibility_timeout * 1000))
         self._renew_every = visibility_timeout / 3
         self._autoclaim_every = min(visibility_timeout / 4, 5.0)
+        self._next_forget = 0.0
         self._cards = {card.resource: card for card in cards}
         self._default_card = default_card
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -206,6 +209,14 @@ class RedisQueueBackend:
             if self._draining:
                 await asyncio.Future()  # until the worker is cancelled
             entry = await self._next_entry()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancellation that arrived during the read may surface as a redis error
+                # (caught as a failure above): honour it, or the worker would wait forever
+                # and the shutdown with it. An entry already read goes back to the stream.
+                if entry is not None:
+                    self._spawn(self._requeue(entry[0]), what=f"requeue entry {entry[0]}")
+                raise asyncio.CancelledError
             if entry is None:
                 continue
             entry_id, fields = entry
@@ -361,6 +372,11 @@ class RedisQueueBackend:
                     await self._renew_claims()
                 if healthy:
                     await self._refresh_depth()
+                if healthy and time.monotonic() >= self._next_forget:
+                    self._next_forget = time.monotonic() + min(
+                        _FORGET_EVERY_SECONDS, self._visibility_ms / 1000
+                    )
+                    await self._forget_dead_consumers()
             except _FAILURES as exc:
                 self._connection.failed(exc, doing="maintain the queue")
             except Exception:
@@ -383,6 +399,26 @@ class RedisQueueBackend:
                     incident_id=incident_id,
                 )
                 self._claimed.pop(incident_id, None)
+
+    async def _forget_dead_consumers(self) -> None:
+        """Remove the group's consumers that hold nothing and have not read for longer than
+        the visibility timeout: replicas that were killed (a clean stop removes its own). A
+        live replica reads every second, so it is never one of them; and a consumer removed by
+        mistake is created again by its next read."""
+        stream, group = self._keys.stream, self._keys.group
+        try:
+            consumers = await self._client.xinfo_consumers(stream, group)
+        except ResponseError:
+            return  # no group yet
+        for consumer in consumers:
+            name = str(consumer["name"])
+            if name == self.consumer or int(consumer["pending"]) > 0:
+                continue
+            if int(consumer["idle"]) > max(self._visibility_ms, 2_000):
+                await self._client.xgroup_delconsumer(stream, group, name)
+                logger.info(
+                    "redis queue: removed consumer {name} (gone, nothing pending)", name=name
+                )
 
     async def _refresh_depth(self) -> None:
         stream, group = self._keys.stream, self._keys.group

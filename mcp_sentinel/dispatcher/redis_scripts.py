@@ -11,7 +11,8 @@ Answers how many were added.
 
 ``RENEW``: KEYS = [stream]; ARGV = [group, consumer, id ...]. For each id still pending for
 this consumer, ``XCLAIM ... 0 id JUSTID`` resets its idle time (the claim stays alive and is
-not taken over); answers the ids no longer ours (taken over, or gone with a flushed Redis).
+not taken over); answers the ids no longer ours (taken over, or gone with a flushed Redis, also
+when the group itself is gone: a Redis restarted empty is not an outage).
 
 ``REQUEUE``: KEYS = [stream]; ARGV = [group, consumer, id]. When the entry is still ours:
 acknowledge and delete it and add its fields again at the tail, so any replica takes it at
@@ -56,8 +57,9 @@ return added
 RENEW = """
 local lost = {}
 for i = 3, #ARGV do
-  local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #entry == 1 then
+  -- pcall: a Redis that restarted empty has no group (NOGROUP); every claim is lost then.
+  local ok, entry = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if ok and #entry == 1 then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
   else
     table.insert(lost, ARGV[i])

@@ -10,8 +10,11 @@ What survives what, with ``redis``: an accepted payload (the webhook answered 20
 and survives the crash of any replica (its durability across a crash of Redis itself is Redis's
 persistence setting: AOF with ``appendfsync everysec`` or ``always``); an incident whose
 replica dies mid-investigation is investigated by another one after
-``dispatcher.redis_visibility_timeout_seconds``; a dedupe key lives its TTL in Redis. The sinks'
-outbox is not shared: deliveries not acknowledged by their sink are lost with their replica.
+``dispatcher.redis_visibility_timeout_seconds``; a dedupe key lives its TTL in Redis. The
+sinks' state is shared too (``sinks.redis_sink_state``): the outbox, under leases of the same
+visibility timeout (a dead replica's undelivered findings go out from another one), the Slack
+messages and the Jira issue keys (any replica edits the incident's message and comments on
+the fingerprint's issue).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.redis_connection import RedisConnection
 from mcp_sentinel.dispatcher.redis_queue import RedisQueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
-from mcp_sentinel.sinks.outbox import SqliteOutbox
+from mcp_sentinel.sinks.redis_sink_state import RedisJiraIssues, RedisOutbox, RedisSlackThreads
 
 
 class RedisDedupeStore:
@@ -52,7 +55,9 @@ class RedisIntakeState:
     queue: RedisQueueBackend
     dedupe: RedisDedupeStore
     connection: RedisConnection
-    outbox: SqliteOutbox | None = None
+    outbox: RedisOutbox
+    slack_threads: RedisSlackThreads
+    jira_issues: RedisJiraIssues
 
     def problem(self) -> str | None:
         """Why Redis cannot be used now, or None (a health check for the dispatcher)."""
@@ -80,6 +85,15 @@ async def open_redis_state(
     )
     stack.push_async_callback(queue.aclose)
     await queue.open()
+    # After the queue (closed before it, so the connection is still there to hand leases back).
+    outbox = await stack.enter_async_context(
+        RedisOutbox(connection, lease_seconds=dispatcher.redis_visibility_timeout_seconds)
+    )
     return RedisIntakeState(
-        queue=queue, dedupe=RedisDedupeStore(dispatcher.dedupe_ttl_seconds), connection=connection
+        queue=queue,
+        dedupe=RedisDedupeStore(dispatcher.dedupe_ttl_seconds),
+        connection=connection,
+        outbox=outbox,
+        slack_threads=RedisSlackThreads(connection),
+        jira_issues=RedisJiraIssues(connection),
     )

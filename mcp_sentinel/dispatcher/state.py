@@ -27,7 +27,9 @@ from mcp_sentinel.dispatcher.queue import MemoryQueueBackend, QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
 from mcp_sentinel.dispatcher.sqlite_queue import SqliteDedupeStore, SqliteQueueBackend
+from mcp_sentinel.sinks.jira_issues import IssueKeyStore
 from mcp_sentinel.sinks.outbox import SqliteOutbox
+from mcp_sentinel.sinks.slack_threads import SlackThreadStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,9 @@ class IntakeState:
     dedupe: DedupeStore
     outbox: SqliteOutbox | None = None
     database: SqliteDatabase | None = None
+    # The sinks' own state stays with each sink (memory, a JSON file) on one machine.
+    slack_threads: SlackThreadStore | None = None
+    jira_issues: IssueKeyStore | None = None
 
     def problem(self) -> str | None:
         """Why the state cannot be written now, or None (a health check for the dispatcher)."""

@@ -20,6 +20,9 @@ each delivery is acknowledged once its sink took it. A remote delivery that fail
 ``RetryableError`` (after the sink's own retries) stays at the head of its sink's queue and is
 tried again with backoff (``retry_initial`` doubling to ``retry_max`` seconds) until the sink
 is back; what is left at shutdown stays in the outbox and is delivered after the next start.
+With the ``redis`` backend the outbox is shared (``redis_sink_state.RedisOutbox``): it is
+asked again every ``takeover_interval`` for what replicas that stopped left behind, and what
+this one leaves at shutdown goes out from another replica.
 Without an outbox (``memory``), such a delivery goes to the dead letters, and so does what is
 left at shutdown.
 
@@ -51,7 +54,7 @@ from mcp_sentinel.errors import RetryableError, SentinelError
 from mcp_sentinel.models import Incident
 from mcp_sentinel.sinks.base import IncidentRecord, LifecycleSink, Sink
 from mcp_sentinel.sinks.deadletter import DeadLetterStore
-from mcp_sentinel.sinks.outbox import SqliteOutbox
+from mcp_sentinel.sinks.outbox import Outbox
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.telemetry.tracing import extract_context
 
@@ -92,7 +95,7 @@ class SinkDispatcher:
         metrics: SentinelMetrics,
         queue_size: int,
         drain_timeout: float,
-        outbox: SqliteOutbox | None = None,
+        outbox: Outbox | None = None,
         gating: Collection[str] = (),
         retry_initial: float = 1.0,
         retry_max: float = 60.0,
@@ -117,6 +120,7 @@ class SinkDispatcher:
         self._group: asyncio.TaskGroup | None = None
         self._accepting = False
         self._stopping = asyncio.Event()
+        self._takeover: asyncio.Task[None] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -152,10 +156,24 @@ class SinkDispatcher:
             )
         if self._outbox is not None:
             await self._resume_outbox(self._outbox)
+            if self._outbox.takeover_interval is not None:
+                self._takeover = self._group.create_task(
+                    self._take_over(self._outbox, self._outbox.takeover_interval),
+                    name="sentinel-outbox-takeover",
+                )
         self._accepting = True
         return self
 
-    async def _resume_outbox(self, outbox: SqliteOutbox) -> None:
+    async def _take_over(self, outbox: Outbox, interval: float) -> None:
+        """Every ``interval``: queue what a shared outbox holds for replicas that died."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._resume_outbox(outbox, why="taken over from a replica that stopped")
+            except StorageError as exc:
+                logger.warning("outbox: takeover skipped ({error})", error=exc)
+
+    async def _resume_outbox(self, outbox: Outbox, *, why: str = "from before the restart") -> None:
         """Queue what an earlier process stored and its sinks never acknowledged."""
         resumed = 0
         for entry in await outbox.pending():
@@ -179,7 +197,7 @@ class SinkDispatcher:
             self._queues[entry.sink].put_nowait(_Deliver(record, entry.id))
             resumed += 1
         if resumed:
-            logger.info("outbox: {count} delivery(ies) from before the restart", count=resumed)
+            logger.info("outbox: {count} delivery(ies) {why}", count=resumed, why=why)
 
     async def __aexit__(
         self,
@@ -189,6 +207,8 @@ class SinkDispatcher:
     ) -> None:
         self._accepting = False
         self._stopping.set()
+        if self._takeover is not None:
+            self._takeover.cancel()
         for queue in self._queues.values():
             queue.put_nowait(None)
         tasks = list(self._tasks.values())

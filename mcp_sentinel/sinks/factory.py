@@ -22,11 +22,12 @@ from mcp_sentinel.sinks.deadletter import DeadLetterStore
 from mcp_sentinel.sinks.delivery import SinkDispatcher
 from mcp_sentinel.sinks.http import host_of
 from mcp_sentinel.sinks.jira import JiraSink
-from mcp_sentinel.sinks.jira_issues import JiraIssueMap
-from mcp_sentinel.sinks.outbox import SqliteOutbox
+from mcp_sentinel.sinks.jira_issues import IssueKeyStore, JiraIssueMap
+from mcp_sentinel.sinks.outbox import Outbox
 from mcp_sentinel.sinks.retry import RetryPolicy
 from mcp_sentinel.sinks.settings import SinksSettings
 from mcp_sentinel.sinks.slack import SlackBotSink, SlackWebhookSink
+from mcp_sentinel.sinks.slack_threads import SlackThreadStore
 from mcp_sentinel.sinks.webhook import WebhookSink
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 
@@ -55,9 +56,12 @@ async def open_sink_objects(
     console_stream: TextIO | None = None,
     only: Collection[str] | None = None,
     sleep: Sleep | None = None,
+    slack_threads: SlackThreadStore | None = None,
+    jira_issues: IssueKeyStore | None = None,
 ) -> dict[str, Sink]:
     """Open every enabled sink (or those named in ``only``) on ``stack``, in config order.
-    ``sleep`` replaces the retry waits' clock (tests)."""
+    ``sleep`` replaces the retry waits' clock (tests). ``slack_threads`` and ``jira_issues``
+    replace the sinks' own state (memory, a JSON file) with a shared one."""
     wanted = [name for name in settings.enabled_names() if only is None or name in only]
     sinks: dict[str, Sink] = {}
     for name in wanted:
@@ -71,7 +75,9 @@ async def open_sink_objects(
             retry = RetryPolicy.from_settings(settings.retry_for("slack"), sleep=sleep)
             slack = settings.slack
             if slack.uses_bot:
-                sinks[name] = await stack.enter_async_context(SlackBotSink(slack, retry=retry))
+                sinks[name] = await stack.enter_async_context(
+                    SlackBotSink(slack, retry=retry, threads=slack_threads)
+                )
                 logger.info(
                     "slack: Web API at {host}, channel {channel}",
                     host=host_of(slack.api_url),
@@ -83,16 +89,18 @@ async def open_sink_objects(
                 logger.info("slack: incoming webhook at {host}", host=host_of(url))
         elif name == "jira" and settings.jira is not None:
             retry = RetryPolicy.from_settings(settings.retry_for("jira"), sleep=sleep)
-            issue_map = JiraIssueMap(jira_issue_map_path(settings, resolve))
+            file_map = JiraIssueMap(jira_issue_map_path(settings, resolve))
             sinks[name] = await stack.enter_async_context(
-                JiraSink(settings.jira, retry=retry, issue_map=issue_map)
+                JiraSink(settings.jira, retry=retry, issue_map=jira_issues or file_map)
             )
             logger.info(
-                "jira: {host} (REST v{version}), project {project}, {known} known issue(s)",
+                "jira: {host} (REST v{version}), project {project}, issue keys {where}",
                 host=host_of(settings.jira.base_url),
                 version=settings.jira.api_version,
                 project=settings.jira.project_key,
-                known=len(issue_map),
+                where="shared in redis"
+                if jira_issues is not None
+                else f"in {file_map.path} ({len(file_map)} known)",
             )
         elif name == "webhook" and settings.webhook is not None:
             retry = RetryPolicy.from_settings(settings.retry_for("webhook"), sleep=sleep)
@@ -115,18 +123,27 @@ async def open_sinks(
     stack: AsyncExitStack,
     console_stream: TextIO | None = None,
     sleep: Sleep | None = None,
-    outbox: SqliteOutbox | None = None,
+    outbox: Outbox | None = None,
     tracer: Tracer | None = None,
+    slack_threads: SlackThreadStore | None = None,
+    jira_issues: IssueKeyStore | None = None,
 ) -> SinkDispatcher:
     """Open every enabled sink and the dispatcher on ``stack`` (closed when it closes) and
     return the dispatcher, the ``SinkFanout`` the incident handler uses.
 
     ``resolve`` makes config paths absolute (against the config file's directory). With
-    ``outbox`` (the SQLite backend) deliveries are stored until their sink takes them, and are
-    retried across restarts; without, they live in memory (``delivery`` says more).
+    ``outbox`` (the SQLite or the Redis backend) deliveries are stored until their sink takes
+    them, and are retried across restarts; without, they live in memory (``delivery`` says
+    more).
     """
     sinks = await open_sink_objects(
-        settings, resolve=resolve, stack=stack, console_stream=console_stream, sleep=sleep
+        settings,
+        resolve=resolve,
+        stack=stack,
+        console_stream=console_stream,
+        sleep=sleep,
+        slack_threads=slack_threads,
+        jira_issues=jira_issues,
     )
     dispatcher = SinkDispatcher(
         sinks,

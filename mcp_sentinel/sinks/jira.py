@@ -17,7 +17,8 @@ investigation ended): an issue for that would only be closed again at once.
 
 Jira error answers are reduced to the names of the fields Jira complained about; the API
 token, the PAT and Jira's free-text messages never reach an error or a log line. The sink owns
-one ``SinkHttpClient`` and its ``JiraIssueMap``; it is an async context manager.
+one ``SinkHttpClient`` and its ``IssueKeyStore`` (a JSON file, or Redis shared by the
+replicas); it is an async context manager.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mcp_sentinel.models import IncidentNotification, Outcome
 from mcp_sentinel.sinks import jira_format, render
 from mcp_sentinel.sinks.base import IncidentRecord
 from mcp_sentinel.sinks.http import HttpAnswer, SinkHttpClient, host_of
-from mcp_sentinel.sinks.jira_issues import JiraIssueMap
+from mcp_sentinel.sinks.jira_issues import IssueKeyStore
 from mcp_sentinel.sinks.retry import RetryPolicy
 from mcp_sentinel.sinks.settings import JiraSinkSettings
 
@@ -66,7 +67,7 @@ class JiraSink:
     name = "jira"
 
     def __init__(
-        self, settings: JiraSinkSettings, *, retry: RetryPolicy, issue_map: JiraIssueMap
+        self, settings: JiraSinkSettings, *, retry: RetryPolicy, issue_map: IssueKeyStore
     ) -> None:
         self._settings = settings
         self._v3 = settings.api_version == 3
@@ -87,7 +88,7 @@ class JiraSink:
         )
 
     @property
-    def issue_map(self) -> JiraIssueMap:
+    def issue_map(self) -> IssueKeyStore:
         return self._map
 
     async def __aenter__(self) -> JiraSink:
@@ -132,7 +133,7 @@ class JiraSink:
 
     async def issue_for(self, fingerprint: str) -> str | None:
         """The fingerprint's issue key: the local map, else a JQL search (remembered)."""
-        key = self._map.get(fingerprint)
+        key = await self._map.lookup(fingerprint)
         if key is not None:
             return key
         key = await self._search(fingerprint)

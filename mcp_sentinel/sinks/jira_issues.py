@@ -1,4 +1,7 @@
-"""The Jira sink's fingerprint -> issue-key map, kept in a small JSON file.
+"""The Jira sink's fingerprint -> issue-key map: ``IssueKeyStore``, and its JSON-file form.
+
+``IssueKeyStore`` is the seam: ``JiraIssueMap`` below (one process, a small JSON file) or
+``redis_sink_state.RedisJiraIssues`` (a Redis hash every replica shares).
 
 Jira's search is eventually consistent (an issue created a second ago may not be found yet), so
 the sink remembers the issues it created: ``{"version": 1, "issues": {"<fingerprint>": "OPS-1"}}``.
@@ -15,12 +18,25 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Protocol
 
 from loguru import logger
 
 
+class IssueKeyStore(Protocol):
+    """Fingerprint -> issue key. ``load`` once before use (the sink does on entering)."""
+
+    async def load(self) -> None: ...
+
+    async def lookup(self, fingerprint: str) -> str | None: ...
+
+    async def set(self, fingerprint: str, key: str) -> None:
+        """Remember ``key`` durably before returning."""
+        ...
+
+
 class JiraIssueMap:
-    """Owned by one ``JiraSink``; ``load`` before use (the sink does on entering)."""
+    """Implements ``IssueKeyStore`` in a JSON file. Owned by one ``JiraSink``."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -32,6 +48,9 @@ class JiraIssueMap:
         return self._path
 
     def get(self, fingerprint: str) -> str | None:
+        return self._issues.get(fingerprint)
+
+    async def lookup(self, fingerprint: str) -> str | None:
         return self._issues.get(fingerprint)
 
     def __len__(self) -> int:

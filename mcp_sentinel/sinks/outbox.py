@@ -35,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
 from mcp_sentinel.sinks.base import IncidentRecord
@@ -63,9 +63,28 @@ def delivery_key(sink: str, record: IncidentRecord) -> str:
     return f"{sink}:{record.incident.incident_id}:{record.report.outcome.value}"
 
 
+class Outbox(Protocol):
+    """Deliveries kept until their sink takes them: ``SqliteOutbox`` below, or
+    ``redis_sink_state.RedisOutbox`` (shared by replicas, under leases)."""
+
+    #: How often ``pending`` is asked again while running (None: at start only). A shared
+    #: outbox answers there the deliveries of replicas that died.
+    takeover_interval: float | None
+
+    async def add(self, record: IncidentRecord, sinks: Sequence[str]) -> dict[str, int]: ...
+
+    async def pending(self) -> list[OutboxEntry]: ...
+
+    def acknowledge(self, entry_id: int) -> None: ...
+
+    def note_failure(self, entry_id: int, error: str) -> None: ...
+
+
 class SqliteOutbox:
-    """The ``outbox`` table. Shared by the ``SinkDispatcher`` (its only user) and owned, with
-    the database, by the app."""
+    """Implements ``Outbox`` on the ``outbox`` table. Shared by the ``SinkDispatcher`` (its
+    only user) and owned, with the database, by the app."""
+
+    takeover_interval: float | None = None
 
     def __init__(self, db: SqliteDatabase, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db

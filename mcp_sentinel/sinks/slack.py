@@ -11,8 +11,10 @@ webhook decides the channel. The URL is the credential: only its host is ever lo
 3. the resolution: ``chat.update`` to "resolved", plus a reply in the message's thread.
 
 A repeat or a re-notification of the same incident updates the message rather than posting
-again; a second resolution does nothing. The messages are remembered in memory (the newest
-``max_tracked`` incidents): after a restart a finding gets a new message. The channel comes
+again; a second resolution does nothing. The messages are remembered in a ``SlackThreadStore``
+(``slack_threads``): in memory by default (after a restart a finding gets a new message), in
+Redis with the ``redis`` backend (every replica, and a restarted one, edits the same message).
+The channel comes
 from the alert's ``channel_label`` label, else ``channel_by_card``, else ``channel``.
 
 Both sinks skip ``cancelled`` reports: the alert resolved mid-investigation, and the
@@ -27,14 +29,11 @@ codes are retried like a 5xx, the others fail at once. Rate limits (HTTP 429 wit
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from mcp_sentinel.errors import PermanentError, RetryableError
-from mcp_sentinel.models import Incident, IncidentNotification, IncidentReport, Outcome
+from mcp_sentinel.models import Incident, Outcome
 from mcp_sentinel.sinks import render
 from mcp_sentinel.sinks.base import IncidentRecord
 from mcp_sentinel.sinks.http import HttpAnswer, SinkHttpClient, host_of
@@ -46,6 +45,7 @@ from mcp_sentinel.sinks.slack_blocks import (
     late_finding_reply,
     resolution_reply,
 )
+from mcp_sentinel.sinks.slack_threads import MemorySlackThreads, SlackThread, SlackThreadStore
 
 #: Web API error codes worth retrying (the others are configuration or request problems).
 _TRANSIENT_ERRORS = frozenset(
@@ -103,17 +103,6 @@ class SlackWebhookSink:
         )
 
 
-@dataclass(slots=True)
-class _Thread:
-    """The message of one incident: where it is and what it shows."""
-
-    channel: str  # the channel ID Slack answered, which chat.update needs
-    ts: str
-    notification: IncidentNotification  # the firing notification
-    report: IncidentReport | None
-    resolved: bool = False
-
-
 class SlackBotSink:
     """The Web API sink with the investigating -> finding -> resolved lifecycle. Implements
     ``LifecycleSink``. Its deliveries must not run concurrently (the dispatcher runs one
@@ -122,16 +111,20 @@ class SlackBotSink:
     name = "slack"
 
     def __init__(
-        self, settings: SlackSinkSettings, *, retry: RetryPolicy, max_tracked: int = 5000
+        self,
+        settings: SlackSinkSettings,
+        *,
+        retry: RetryPolicy,
+        threads: SlackThreadStore | None = None,
     ) -> None:
+        """``threads`` remembers the messages (default: in memory, this process only)."""
         assert settings.bot_token is not None and settings.channel is not None
         self._api_url = settings.api_url
         self._host = host_of(settings.api_url)
         self._channel = settings.channel
         self._channel_by_card = dict(settings.channel_by_card)
         self._channel_label = settings.channel_label
-        self._max_tracked = max_tracked
-        self._threads: OrderedDict[tuple[str, datetime], _Thread] = OrderedDict()
+        self._threads = threads if threads is not None else MemorySlackThreads()
         token = settings.bot_token.get_secret_value().strip()
         self._http = SinkHttpClient(
             policy=retry,
@@ -160,24 +153,24 @@ class SlackBotSink:
 
     async def investigation_started(self, incident: Incident) -> None:
         notification = incident.notification
-        if notification.status == "resolved" or notification.key in self._threads:
+        if notification.status == "resolved" or await self._threads.get(notification.key):
             return  # a repeat of an incident that already has its message
         channel, ts = await self._post(
             self.channel_for(incident), incident_message(notification, None)
         )
-        self._remember(_Thread(channel, ts, notification, None))
+        await self._threads.put(SlackThread(channel, ts, notification, None))
 
     async def deliver(self, record: IncidentRecord) -> None:
         if render.superseded(record.report):
             return
         notification = record.incident.notification
-        thread = self._threads.get(notification.key)
+        thread = await self._threads.get(notification.key)
         if record.report.outcome is Outcome.RESOLVED:
             await self._resolve(record, thread)
         elif thread is None:
             message = incident_message(notification, record.report)
             channel, ts = await self._post(self.channel_for(record.incident), message)
-            self._remember(_Thread(channel, ts, notification, record.report))
+            await self._threads.put(SlackThread(channel, ts, notification, record.report))
         elif thread.resolved:
             if record.report.finding is not None:  # late: keep the resolved message as it is
                 await self._post(
@@ -186,13 +179,14 @@ class SlackBotSink:
         else:
             await self._update(thread, incident_message(thread.notification, record.report))
             thread.report = record.report
+            await self._threads.put(thread)
 
-    async def _resolve(self, record: IncidentRecord, thread: _Thread | None) -> None:
+    async def _resolve(self, record: IncidentRecord, thread: SlackThread | None) -> None:
         resolution = record.incident.notification
         if thread is None:
             message = incident_message(resolution, None, resolution=resolution)
             channel, ts = await self._post(self.channel_for(record.incident), message)
-            self._remember(_Thread(channel, ts, resolution, None, resolved=True))
+            await self._threads.put(SlackThread(channel, ts, resolution, None, resolved=True))
             return
         if thread.resolved:
             return
@@ -200,13 +194,7 @@ class SlackBotSink:
         await self._update(thread, message)
         await self._post(thread.channel, resolution_reply(resolution), thread_ts=thread.ts)
         thread.resolved = True  # only now: a failed reply is redelivered whole
-
-    def _remember(self, thread: _Thread) -> None:
-        key = thread.notification.key
-        self._threads[key] = thread
-        self._threads.move_to_end(key)
-        while len(self._threads) > self._max_tracked:
-            self._threads.popitem(last=False)
+        await self._threads.put(thread)
 
     async def _post(
         self, channel: str, message: SlackMessage, *, thread_ts: str | None = None
@@ -222,7 +210,7 @@ class SlackBotSink:
         answer = await self._call("chat.postMessage", payload)
         return str(answer["channel"]), str(answer["ts"])
 
-    async def _update(self, thread: _Thread, message: SlackMessage) -> None:
+    async def _update(self, thread: SlackThread, message: SlackMessage) -> None:
         await self._call(
             "chat.update", {"channel": thread.channel, "ts": thread.ts, **message.payload()}
         )

@@ -151,6 +151,10 @@ class FakeSlack:
     ) -> None:
         self._failures.extend(_Failure(status, retry_after, error) for _ in range(count))
 
+    def recover(self) -> None:
+        """Drop the failures still queued by ``fail_next``: Slack answers normally again."""
+        self._failures.clear()
+
     def calls(self, method: str) -> list[RecordedRequest]:
         """Recorded Web API calls of ``method`` (``chat.update``), failures included."""
         return [r for r in self.requests if r.path == f"/api/{method}"]

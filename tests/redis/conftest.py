@@ -4,6 +4,8 @@ temp dir, without persistence, stopped by its PID. Skips when the binary is miss
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import shutil
 import signal
@@ -94,3 +96,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def _dump_running_tasks(signum: int, frame: object) -> None:
+    """``kill -USR1 <pytest pid>``: every task of the running event loop writes its stack to
+    stderr, straight to the file descriptor (pytest's capture would hold it): what a stuck
+    redis test is waiting on."""
+    loop = asyncio._get_running_loop()
+    buffer = io.StringIO()
+    for task in asyncio.all_tasks(loop) if loop is not None else ():
+        buffer.write(f"--- {task.get_name()}\n")
+        task.print_stack(file=buffer)
+    os.write(2, (buffer.getvalue() or "no running event loop\n").encode())
+
+
+signal.signal(signal.SIGUSR1, _dump_running_tasks)

@@ -264,10 +264,6 @@ async def test_a_replica_stopped_mid_investigation_hands_it_over_at_once(
     assert len(model.requests) == 2 and all_records(a) == []
 
 
-@pytest.mark.skip(
-    reason="hung once at daemon shutdown inside the full suite (passes alone): under "
-    "investigation, see docs/scaling.md's open items"
-)
 async def test_an_unreadable_entry_is_set_aside_and_the_queue_goes_on(
     tmp_path: Path, redis_server: RedisServer, fixture_bytes: Callable[[str], bytes]
 ) -> None:
@@ -291,3 +287,37 @@ async def test_an_unreadable_entry_is_set_aside_and_the_queue_goes_on(
             assert await client.xlen("{test-sentinel}:incidents") == 0
         finally:
             await client.aclose()
+
+
+async def test_consumers_of_killed_replicas_are_removed_from_the_group(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    stream, group = "{test-sentinel}:incidents", "sentinel-workers"
+    client = redis_asyncio.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+        # A replica that took an entry, finished it and was killed: a consumer with nothing
+        # pending (Redis creates a consumer when it first hands it an entry).
+        await client.xadd(stream, {"incident_id": "done", "notification": "{}"})
+        ((_, [(entry_id, _)]),) = await client.xreadgroup(
+            group, "gone:1:dead", {stream: ">"}, count=1
+        )
+        await client.xack(stream, group, entry_id)
+        await client.xdel(stream, entry_id)
+        assert {c["name"] for c in await client.xinfo_consumers(stream, group)} == {"gone:1:dead"}
+        async with FakeOpenAI([]) as model:
+            settings = replica(
+                tmp_path, "a", model.base_url, redis_server.url, redis_visibility_timeout_seconds=1
+            )
+            async with started(settings):
+
+                async def names() -> set[str]:
+                    return {c["name"] for c in await client.xinfo_consumers(stream, group)}
+
+                for _ in range(75):  # up to 15 s: idle > 2 s, swept every second
+                    if "gone:1:dead" not in await names():
+                        break
+                    await asyncio.sleep(0.2)
+                assert "gone:1:dead" not in await names()
+    finally:
+        await client.aclose()
