@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,35 +53,23 @@ def free_port() -> int:
 
 
 class BenchRedis:
-    """A ``redis-server`` for the ``redis`` backend's figures: loopback, a free port, no
-    persistence (the figures are the daemon's, not the disk's), pinned to ``core`` beside the
-    daemon (the server side), stopped by its PID."""
+    """A ``redis-server`` for the ``redis`` backend's figures (the tests' ``RedisServer``):
+    loopback, a free port, no persistence (the figures are the daemon's, not the disk's),
+    pinned to ``core`` beside the daemon (the server side), stopped by its PID."""
 
     def __init__(self, directory: Path, *, core: int | None = 0) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = ["redis-server", "--save", "", "--appendonly", "no"]
-        command += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
-        if core is not None:
-            command = ["taskset", "-c", str(core), *command]
-        log = (directory / "redis.log").open("w")
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server did not start: {directory / 'redis.log'}")
-            time.sleep(0.05)
+        from tests.redis.conftest import RedisServer
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is missing: apt-get install -y redis-server")
+        prefix = ("taskset", "-c", str(core)) if core is not None else ()
+        self._server = RedisServer(binary, directory, prefix=prefix)
+        self._server.start()
+        self.url = self._server.url
 
     def stop(self) -> None:
-        stop_process(self._process)
+        self._server.stop()
 
     def __enter__(self) -> BenchRedis:
         return self
@@ -90,8 +79,6 @@ class BenchRedis:
 
 
 def redis_available() -> bool:
-    import shutil
-
     return shutil.which("redis-server") is not None
 
 
@@ -219,8 +206,6 @@ def start_floor(core: int = 0) -> tuple[subprocess.Popen[str], str]:
 
 def alertmanager_binary() -> str | None:
     """The Alertmanager binary (Debian names it ``prometheus-alertmanager``), if installed."""
-    import shutil
-
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 

@@ -29,8 +29,10 @@ class RedisServer:
     """One ``redis-server`` process; ``stop`` and ``start`` again on the same port (a restart:
     without persistence it comes back empty)."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *, prefix: tuple[str, ...] = ()) -> None:
+        """``prefix`` goes before the command (benchmarks pin it: ``taskset -c 0``)."""
         self.binary = binary
+        self.prefix = prefix
         self.directory = directory
         self.port = free_port()
         self.log = directory / "redis.log"
@@ -44,6 +46,7 @@ class RedisServer:
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [
+                    *self.prefix,
                     self.binary,
                     "--save",
                     "",
