@@ -3,7 +3,7 @@
 ``McpRegistry`` is an async context manager around openai-agents' ``MCPServerManager``: entering
 connects every local server (one that fails is reported and left out; the others work), leaving
 closes them. A background task (``_supervise``) keeps them up for the registry's life: it
-retries failed servers with backoff, and pings each connected one every
+retries failed servers with backoff, and asks each connected one for its tool list every
 ``health_check_seconds``; a server that stopped answering (its process died, its endpoint went
 away) is marked failed, ``sentinel_mcp_server_up`` turns 0, and it is reconnected at once and
 then with backoff. The server objects stay the same, so incidents use a reconnected server
@@ -275,7 +275,10 @@ class McpRegistry:
                 continue
             try:
                 async with asyncio.timeout(self._ping_timeouts.get(server.name, 5.0)):
-                    await session.send_ping()
+                    # Not ``ping``: the protocol version mcp 2.x negotiates has no such method
+                    # (servers answer "Method not found"), so a ping marked every live server
+                    # dead. ``tools/list`` is in every version and is what the agent needs.
+                    await session.list_tools()
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 logger.error(

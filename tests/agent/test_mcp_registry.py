@@ -15,9 +15,12 @@ import yaml
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry
 
+from mcp_sentinel.agent.tools import McpRegistry
 from mcp_sentinel.app import Sentinel
 from mcp_sentinel.cli import main
 from mcp_sentinel.config import load_settings
+from mcp_sentinel.telemetry.metrics import SentinelMetrics
+from mcp_sentinel.validators.factory import build_pipeline
 from tests.fakes.mcp_stdio_server import SERVER_PATH
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON, Step, ToolCall
 from tests.helpers import AUTH, FINDING, audit_records, metric_value, wait_for, write_config
@@ -118,3 +121,29 @@ def test_check_refuses_a_hosted_server_with_chat_completions(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["check", "--offline", "--config", str(config_path)], env={})
     assert result.exit_code == 0, result.stderr
     assert "docs (hosted): not probed" in result.stdout
+
+
+async def test_a_healthy_server_stays_connected_across_health_checks(tmp_path: Path) -> None:
+    """The liveness probe must be a method every protocol version has: a probe the server
+    does not know would mark a live server dead and restart it at every check."""
+    write_config(tmp_path, mcp_log=tmp_path / "calls.jsonl")
+    settings = load_settings(tmp_path / "config.yaml", env={})
+    metrics = SentinelMetrics(CollectorRegistry())
+    pipeline = build_pipeline(settings.validators, metrics)
+    async with McpRegistry(
+        settings.mcp_servers,
+        settings.incident_cards,
+        metrics,
+        pipeline,
+        health_check_seconds=0.2,
+    ) as registry:
+        (server,) = registry.servers_for(settings.incident_cards[0])[0]
+        session = server.session
+        assert session is not None
+        await asyncio.sleep(1.5)  # seven health checks
+        assert registry.failed == {}
+        assert server.session is session  # the same connection: never restarted
+        assert (
+            metrics.registry.get_sample_value("sentinel_mcp_server_up", {"server": server.name})
+            == 1
+        )
