@@ -318,25 +318,35 @@ class SqliteDatabase:
             outcomes = [error] * len(jobs)
         else:
             outcomes = finished.result()
-        for job, outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, _Committed):
-                self._succeeded()
+        try:
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                self._settle_job(job, outcome)
+        finally:
+            # Whatever a hook did, the next group goes out: a stuck group would stop the writes.
+            if self._pending:
+                self._write_pending()
+            else:
+                self._drained.set()
+
+    def _settle_job(self, job: _Job, outcome: _Outcome) -> None:
+        if isinstance(outcome, _Committed):
+            self._succeeded()
+            try:
                 if job.on_commit is not None:
                     job.on_commit(outcome.value)
-                if not job.future.done():
-                    job.future.set_result(outcome.value)
-                continue
-            if isinstance(outcome, sqlite3.Error):
-                self._failed(job.what, outcome)
-            elif not isinstance(outcome, asyncio.CancelledError):
-                logger.opt(exception=outcome).error("state database: {what} failed", what=job.what)
+            except Exception:
+                logger.exception("state database: after {what}", what=job.what)
             if not job.future.done():
-                job.future.set_exception(outcome)
+                job.future.set_result(outcome.value)
+            return
+        if isinstance(outcome, sqlite3.Error):
+            self._failed(job.what, outcome)
+        elif not isinstance(outcome, asyncio.CancelledError):
+            logger.opt(exception=outcome).error("state database: {what} failed", what=job.what)
+        if not job.future.done():
+            job.future.set_exception(outcome)
+        if not job.future.cancelled():
             job.future.exception()  # retrieved: a submit() nobody awaits must not warn
-        if self._pending:
-            self._write_pending()
-        else:
-            self._drained.set()
 
     def _run_jobs(self, jobs: list[_Job]) -> list[_Outcome]:
         """On the database thread: the jobs in one BEGIN IMMEDIATE ... COMMIT, each in its own

@@ -73,8 +73,12 @@ async def test_a_full_audit_disk_turns_not_ready_and_refuses_alerts(
                 refused = await r.json()
                 assert r.status == 503 and r.headers["Retry-After"]
             assert "audit" in refused["error"]
-            # The first incident's audit record is not dropped: it waits in the outbox.
-            assert state_rows(database, "SELECT sink FROM outbox") == [("audit",)]
+            # The first incident's audit record is not dropped: it waits in the outbox (the
+            # console's row goes once its acknowledgement, which nobody waits for, commits).
+            await wait_for(
+                lambda: state_rows(database, "SELECT sink FROM outbox") == [("audit",)],
+                what="only the audit delivery left in the outbox",
+            )
 
 
 async def test_an_audit_path_that_cannot_exist_stops_the_start_with_a_clear_error(
