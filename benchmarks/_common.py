@@ -58,7 +58,7 @@ class BenchRedis:
     pinned to ``core`` beside the daemon (the server side), stopped by its PID."""
 
     def __init__(self, directory: Path, *, core: int | None = 0) -> None:
-        from tests.redis.conftest import RedisServer
+        from tests.redis.server import RedisServer
 
         binary = shutil.which("redis-server")
         if binary is None:

@@ -96,13 +96,20 @@ async def test_a_core_that_fails_to_build_is_a_named_problem_and_reports_still_c
 
 async def test_leaving_while_the_core_still_loads_cancels_the_load() -> None:
     started = asyncio.Event()
+    cancelled: list[bool] = []
 
     async def build(stack: AsyncExitStack) -> IncidentInvestigator:
         started.set()
-        await asyncio.sleep(3600)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
         raise AssertionError("unreachable")
 
-    async with DeferredInvestigator(build) as deferred:
-        deferred.start()
-        await asyncio.wait_for(started.wait(), 10)
+    async with asyncio.timeout(10):  # leaving must not wait for the hour-long build
+        async with DeferredInvestigator(build) as deferred:
+            deferred.start()
+            await started.wait()
+    assert cancelled == [True]
     assert not deferred.ready and deferred.problem is None

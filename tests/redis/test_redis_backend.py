@@ -25,7 +25,7 @@ from mcp_sentinel.errors import ConfigError
 from tests.durability.support import DaemonProcess
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON, Step
 from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
-from tests.redis.conftest import RedisServer
+from tests.redis.server import RedisServer
 
 WEBHOOK = "/webhook/alertmanager"
 

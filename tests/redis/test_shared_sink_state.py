@@ -25,7 +25,7 @@ from tests.fakes.jira_server import FakeJira
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON
 from tests.fakes.slack_server import FakeSlack
 from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
-from tests.redis.conftest import RedisServer
+from tests.redis.server import RedisServer
 from tests.sinks.support import firing_record
 
 WEBHOOK = "/webhook/alertmanager"
