@@ -8,6 +8,7 @@ for anything else, so a row this version cannot read is reported, never half-loa
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +17,56 @@ from mcp_sentinel.models import AlertGroup, DedupeKey, IncidentNotification
 _SOURCES = frozenset({"webhook", "prometheus", "alertmanager", "replay"})
 
 
+# ASCII: a stray surrogate in a label must not make the row impossible to encode.
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+
 def notification_to_json(notification: IncidentNotification) -> str:
-    data = notification.as_dict()
-    del data["runbook_url"]  # derived from the annotations
-    # ASCII: a stray surrogate in a label must not make the row impossible to encode.
-    return json.dumps(data, ensure_ascii=True, separators=(",", ":"))
+    (text,) = notifications_to_json([notification])
+    return text
+
+
+def notifications_to_json(notifications: Sequence[IncidentNotification]) -> list[str]:
+    """``notification_to_json`` of each, for the notifications of one payload, which share
+    their group and time of arrival: those parts are encoded once, not once per alert (the
+    durable queue's intake does this for every alert of a storm)."""
+    groups: dict[int, str] = {}
+    times: dict[datetime, str] = {}
+    texts = []
+    for notification in notifications:
+        group = notification.group
+        group_text = groups.get(id(group))
+        if group_text is None:
+            group_text = groups[id(group)] = _encode(
+                {
+                    "key": group.key,
+                    "labels": group.labels,
+                    "receiver": group.receiver,
+                    "external_url": group.external_url,
+                }
+            )
+        received = times.get(notification.received_at)
+        if received is None:
+            received = times[notification.received_at] = notification.received_at.isoformat()
+        ends_at = notification.ends_at
+        head = _encode(
+            {
+                "fingerprint": notification.fingerprint,
+                "status": notification.status,
+                "starts_at": notification.starts_at.isoformat(),
+                "ends_at": ends_at.isoformat() if ends_at else None,
+                "labels": notification.labels,
+                "annotations": notification.annotations,
+                "generator_url": notification.generator_url,
+            }
+        )
+        # The same text as encoding ``as_dict()`` without ``runbook_url`` (derived from the
+        # annotations), key for key: ``notification_from_json`` reads either.
+        texts.append(
+            f'{head[:-1]},"group":{group_text},"source":"{notification.source}",'
+            f'"received_at":"{received}"}}'
+        )
+    return texts
 
 
 def _strings(value: Any, what: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ the dispatcher's intake never waits on a disk.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -46,6 +47,8 @@ class DedupeCache:
         self._ttl = ttl_seconds
         self._clock = clock
         self._expiry: OrderedDict[Hashable, float] = OrderedDict()
+        # The earliest expiry held (inf when empty): ``remember`` purges only once it passed.
+        self._next_expiry = math.inf
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -58,15 +61,19 @@ class DedupeCache:
     def remember(self, key: Hashable) -> None:
         """Remember ``key`` for one TTL from now (from first sight: repeats do not extend it)."""
         now = self._clock()
-        self.purge(now)
+        if now >= self._next_expiry:
+            self.purge(now)
         if key not in self._expiry:
-            self._expiry[key] = now + self._ttl
+            expiry = now + self._ttl
+            self._expiry[key] = expiry
+            self._next_expiry = min(self._next_expiry, expiry)
 
     def restore(self, key: Hashable, expiry: float) -> None:
         """Put back ``key`` with the ``expiry`` it had (on this cache's clock). Keys must be
         restored in expiry order, like ``remember`` adds them; an expired one is ignored."""
         if expiry > self._clock():
             self._expiry[key] = expiry
+            self._next_expiry = min(self._next_expiry, expiry)
 
     def expiry_of(self, key: Hashable) -> float | None:
         return self._expiry.get(key)
@@ -75,9 +82,11 @@ class DedupeCache:
         """Drop expired entries; return how many were dropped."""
         moment = self._clock() if now is None else now
         dropped = 0
+        self._next_expiry = math.inf
         while self._expiry:
             key, expiry = next(iter(self._expiry.items()))
             if expiry > moment:
+                self._next_expiry = expiry
                 break
             del self._expiry[key]
             dropped += 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from loguru import logger
 
-from mcp_sentinel.dispatcher.codec import notification_from_json, notification_to_json
+from mcp_sentinel.dispatcher.codec import notification_from_json
 from mcp_sentinel.models import Incident, IncidentCard
 
 Entry = tuple[str, dict[str, str]]
@@ -30,12 +30,13 @@ class Unusable:
     unreadable: bool
 
 
-def incident_fields(incident: Incident, enqueued_at: float) -> list[str]:
-    """The values of the entry's fields, in the ``INTAKE`` script's order."""
+def incident_fields(incident: Incident, notification_text: str, enqueued_at: float) -> list[str]:
+    """The values of the entry's fields, in the ``INTAKE`` script's order;
+    ``notification_text`` is the notification as ``codec.notifications_to_json`` encodes it."""
     return [
         incident.incident_id,
         incident.card.resource,
-        notification_to_json(incident.notification),
+        notification_text,
         repr(enqueued_at),
         incident.traceparent or "",
     ]

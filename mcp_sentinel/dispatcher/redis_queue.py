@@ -40,7 +40,7 @@ from typing import Any
 from loguru import logger
 from redis.exceptions import RedisError, ResponseError
 
-from mcp_sentinel.dispatcher.codec import key_to_row
+from mcp_sentinel.dispatcher.codec import key_to_row, notifications_to_json
 from mcp_sentinel.dispatcher.redis_connection import RedisConnection
 from mcp_sentinel.dispatcher.redis_entries import (
     Entry,
@@ -184,9 +184,10 @@ class RedisQueueBackend:
         keys = [self._keys.stream]
         args: list[str | int] = [self._keys.group, self._capacity, self._ttl_ms]
         now = time.time()
-        for incident in incidents:
+        texts = notifications_to_json([incident.notification for incident in incidents])
+        for incident, text in zip(incidents, texts, strict=True):
             keys.append(self._keys.dedupe(*key_to_row(incident.notification.dedupe_key)))
-            args += incident_fields(incident, now)
+            args += incident_fields(incident, text, now)
         try:
             added = int(await self._intake(keys=keys, args=args))
         except _FAILURES as exc:

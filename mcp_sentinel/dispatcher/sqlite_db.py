@@ -7,10 +7,13 @@ the schema. Every statement runs on that thread, in submission order, one transa
 time: the event loop only awaits futures and never touches the disk. Leaving waits for what was
 submitted, closes the connection and releases the lock.
 
-Tables (``SCHEMA_VERSION`` 1):
+Tables (``SCHEMA_VERSION`` 2):
 
 - ``incidents``: accepted incidents not finished yet (``dispatcher.sqlite_queue``);
-- ``dedupe``: dedupe keys with their wall-clock expiry (``dispatcher.sqlite_queue``);
+- ``dedupe``: dedupe keys with their wall-clock expiry (``dispatcher.sqlite_queue``). Keys are
+  unique by the store's contract (it writes only keys its memory has not seen), not by an
+  index: an index on random fingerprints made each insert touch a random page, and cost a
+  third of the intake's write. Schema 1 had that index; a schema 1 file is migrated on open;
 - ``outbox``: deliveries waiting for their sink's acknowledgement (``sinks.outbox``);
 - ``meta``: the schema version.
 
@@ -45,7 +48,7 @@ from mcp_sentinel.errors import SentinelError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -63,9 +66,8 @@ CREATE TABLE IF NOT EXISTS dedupe (
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
     status TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (fingerprint, starts_at, status)
-) WITHOUT ROWID;
+    expires_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS dedupe_by_expiry ON dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -77,6 +79,22 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_sink ON outbox (sink, id);
+"""
+
+# Schema 1 -> 2: the dedupe table loses its primary key (see the module docstring).
+_MIGRATE_1_TO_2 = """
+CREATE TABLE dedupe_v2 (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+INSERT INTO dedupe_v2 (fingerprint, starts_at, status, expires_at)
+    SELECT fingerprint, starts_at, status, expires_at FROM dedupe ORDER BY expires_at;
+DROP TABLE dedupe;
+ALTER TABLE dedupe_v2 RENAME TO dedupe;
+CREATE INDEX dedupe_by_expiry ON dedupe (expires_at);
+UPDATE meta SET value = '2' WHERE key = 'schema';
 """
 
 
@@ -209,6 +227,13 @@ class SqliteDatabase:
                 raise StorageError(
                     f"the state database {self._path} has schema {row[0]}, newer than this "
                     f"version understands ({SCHEMA_VERSION}); use the newer sentinel"
+                )
+            elif int(row[0]) == 1:
+                connection.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_1_TO_2} COMMIT;")
+                logger.info(
+                    "state database {path}: schema 1 migrated to {version}",
+                    path=self._path,
+                    version=SCHEMA_VERSION,
                 )
         except sqlite3.Error as exc:
             connection.close()

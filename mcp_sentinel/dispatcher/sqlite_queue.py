@@ -37,7 +37,7 @@ from mcp_sentinel.dispatcher.codec import (
     key_from_row,
     key_to_row,
     notification_from_json,
-    notification_to_json,
+    notifications_to_json,
 )
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.queue import priority_of
@@ -102,9 +102,11 @@ class SqliteDedupeStore:
 
     # -- used by SqliteQueueBackend inside its intake transaction --------------------------
 
-    def rows_for(self, keys: Sequence[DedupeKey]) -> list[DedupeRow]:
-        expiry = self._clock() + self._ttl
-        return [(*key_to_row(key), expiry) for key in keys if not self._cache.seen(key)]
+    def new_keys(self, keys: Sequence[DedupeKey]) -> DedupeWrite:
+        """The keys of ``keys`` not remembered yet, with the expiry they get when written."""
+        return DedupeWrite(
+            [key for key in keys if not self._cache.seen(key)], self._clock() + self._ttl
+        )
 
     def purge_due(self) -> float | None:
         """The cut-off for deleting expired rows in this transaction, or None (not yet due)."""
@@ -114,15 +116,26 @@ class SqliteDedupeStore:
         self._last_purge = now
         return now
 
-    def committed(self, rows: Sequence[DedupeRow]) -> None:
-        """The rows are in the database: mirror them."""
+    def committed(self, write: DedupeWrite) -> None:
+        """The rows of ``write`` are in the database: mirror them."""
         self._cache.purge()
-        for fingerprint, starts_at, status, expiry in rows:
-            self._cache.restore(key_from_row(fingerprint, starts_at, status), expiry)
+        for key in write.keys:
+            self._cache.restore(key, write.expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeWrite:
+    """Dedupe keys to write in an intake transaction, all with one expiry."""
+
+    keys: list[DedupeKey]
+    expiry: float
+
+    def rows(self) -> list[DedupeRow]:
+        return [(*key_to_row(key), self.expiry) for key in self.keys]
 
 
 _INSERT_DEDUPE = (
-    "INSERT OR IGNORE INTO dedupe (fingerprint, starts_at, status, expires_at) VALUES (?, ?, ?, ?)"
+    "INSERT INTO dedupe (fingerprint, starts_at, status, expires_at) VALUES (?, ?, ?, ?)"
 )
 
 
@@ -286,22 +299,18 @@ class SqliteQueueBackend:
         if not incidents:
             return True
         now = self._clock()
+        texts = notifications_to_json([incident.notification for incident in incidents])
         rows = [
-            (
-                incident.incident_id,
-                priority_of(incident),
-                incident.card.resource,
-                notification_to_json(incident.notification),
-                now,
-            )
-            for incident in incidents
+            (incident.incident_id, priority_of(incident), incident.card.resource, text, now)
+            for incident, text in zip(incidents, texts, strict=True)
         ]
         dedupe = self._dedupe
-        dedupe_rows = (
-            dedupe.rows_for([incident.notification.dedupe_key for incident in incidents])
+        dedupe_write = (
+            dedupe.new_keys([incident.notification.dedupe_key for incident in incidents])
             if dedupe is not None
-            else []
+            else None
         )
+        dedupe_rows = dedupe_write.rows() if dedupe_write is not None else []
         purge_before = dedupe.purge_due() if dedupe is not None else None
 
         def write(connection: sqlite3.Connection) -> None:
@@ -320,8 +329,8 @@ class SqliteQueueBackend:
                 self._push(incident)
             self._unfinished += len(incidents)
             self._idle.clear()
-            if dedupe is not None:
-                dedupe.committed(dedupe_rows)
+            if dedupe is not None and dedupe_write is not None:
+                dedupe.committed(dedupe_write)
 
         self._reserved += len(incidents)
         try:

@@ -241,3 +241,51 @@ async def test_one_daemon_per_state_file(tmp_path: Path) -> None:
         with pytest.raises(StorageError, match="in use by another sentinel process"):
             async with SqliteDatabase(tmp_path / "state.db"):
                 pass
+
+
+# The dedupe table as schema 1 created it (with its primary key), and one stored key.
+_SCHEMA_1_DEDUPE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', '1');
+CREATE TABLE dedupe (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at, status)
+) WITHOUT ROWID;
+CREATE INDEX dedupe_by_expiry ON dedupe (expires_at);
+"""
+
+
+async def test_a_schema_1_file_is_migrated_and_keeps_its_dedupe_keys(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    (alert,) = notifications("webhook_firing_single_alert")
+    path = tmp_path / "state.db"
+    fingerprint, starts_at, status = alert.dedupe_key
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_1_DEDUPE)
+        connection.execute(
+            "INSERT INTO dedupe VALUES (?, ?, ?, ?)",
+            (fingerprint, starts_at.isoformat(), status, 1_000_060.0),
+        )
+    connection.close()
+    with captured_logs() as logs:
+        async with stores(path, ttl=60, clock=lambda: 1_000_000.0) as (_, dedupe, _):
+            assert dedupe.seen(alert.dedupe_key) and len(dedupe) == 1
+    assert any("schema 1 migrated to 2" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
+    # No primary key any more: the only index is the one by expiry.
+    indexes = state_rows(path, "SELECT name FROM pragma_index_list('dedupe')")
+    assert indexes == [("dedupe_by_expiry",)]
+
+
+async def test_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_1_DEDUPE.replace("'1'", "'99'"))
+    connection.close()
+    with pytest.raises(StorageError, match=r"has schema 99, newer than this version"):
+        async with SqliteDatabase(path):
+            pass
