@@ -146,8 +146,13 @@ class AlertmanagerWebhook:
             problem = self._intake.problem or "starting up or shutting down"
             return self._unavailable(f"not accepting alerts now: {problem}")
         try:
-            async with asyncio.timeout(self._read_timeout):
+            if request.content.is_eof():
+                # The whole body came with the head (the usual case): nothing to wait for, so
+                # no timer to arm.
                 body = await request.read()
+            else:
+                async with asyncio.timeout(self._read_timeout):
+                    body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _json_error(413, f"body is over the limit of {self._max_body_bytes} bytes")
         except TimeoutError:
