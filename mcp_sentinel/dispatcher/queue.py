@@ -26,6 +26,36 @@ def priority_of(incident: Incident) -> int:
     return _SEVERITY_RANK.get(incident.notification.severity.lower(), _DEFAULT_RANK)
 
 
+class Unfinished:
+    """How many incidents a queue holds that are not finished yet (queued or with a worker),
+    and an event for "none": what every backend's ``join`` and ``task_done`` rest on."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def add(self, count: int) -> None:
+        if count:
+            self._count += count
+            self._idle.clear()
+
+    def finish(self) -> None:
+        """One is finished (done or released); ``ValueError`` when none was unfinished."""
+        if self._count <= 0:
+            raise ValueError("task_done called more times than incidents were taken")
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
 class QueueBackend(Protocol):
     """Holds accepted incidents until a worker takes them.
 
@@ -64,10 +94,8 @@ class MemoryQueueBackend:
         self._capacity = capacity
         self._heap: list[tuple[int, int, Incident]] = []
         self._sequence = itertools.count()
-        self._unfinished = 0
+        self._unfinished = Unfinished()
         self._not_empty = asyncio.Condition()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def capacity(self) -> int:
@@ -77,7 +105,7 @@ class MemoryQueueBackend:
         return len(self._heap)
 
     def in_progress(self) -> int:
-        return self._unfinished - len(self._heap)
+        return self._unfinished.count - len(self._heap)
 
     async def put_all(self, incidents: Sequence[Incident]) -> bool:
         if len(self._heap) + len(incidents) > self._capacity:
@@ -86,8 +114,7 @@ class MemoryQueueBackend:
             return True
         for incident in incidents:
             heapq.heappush(self._heap, (priority_of(incident), next(self._sequence), incident))
-        self._unfinished += len(incidents)
-        self._idle.clear()
+        self._unfinished.add(len(incidents))
         async with self._not_empty:
             self._not_empty.notify(len(incidents))
         return True
@@ -98,15 +125,11 @@ class MemoryQueueBackend:
             return heapq.heappop(self._heap)[2]
 
     def task_done(self, incident: Incident) -> None:
-        if self._unfinished <= 0:
-            raise ValueError("task_done called more times than incidents were taken")
-        self._unfinished -= 1
-        if self._unfinished == 0:
-            self._idle.set()
+        self._unfinished.finish()
 
     def release(self, incident: Incident) -> None:
         """The worker was stopped (shutdown): in memory there is no next start to hand it to."""
         self.task_done(incident)
 
     async def join(self) -> None:
-        await self._idle.wait()
+        await self._unfinished.wait_idle()

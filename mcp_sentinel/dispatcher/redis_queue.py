@@ -41,6 +41,7 @@ from loguru import logger
 from redis.exceptions import RedisError, ResponseError
 
 from mcp_sentinel.dispatcher.codec import key_to_row, notifications_to_json
+from mcp_sentinel.dispatcher.queue import Unfinished
 from mcp_sentinel.dispatcher.redis_connection import RedisConnection
 from mcp_sentinel.dispatcher.redis_entries import (
     Entry,
@@ -94,9 +95,7 @@ class RedisQueueBackend:
         self._renew = self._client.register_script(RENEW)
         self._requeue_script = self._client.register_script(REQUEUE)
         self._claimed: dict[str, str] = {}  # incident_id -> entry id, until acknowledged
-        self._unfinished = 0  # handed to a worker, not yet task_done / release
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._unfinished = Unfinished()  # handed to a worker, not yet task_done / release
         self._draining = False
         self._depth = 0
         self._next_autoclaim = 0.0
@@ -114,7 +113,7 @@ class RedisQueueBackend:
         return self._depth
 
     def in_progress(self) -> int:
-        return self._unfinished
+        return self._unfinished.count
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -230,8 +229,7 @@ class RedisQueueBackend:
                 await self._settle(entry_id, unreadable=unreadable)
                 continue
             self._claimed[incident.incident_id] = entry_id
-            self._unfinished += 1
-            self._idle.clear()
+            self._unfinished.add(1)
             return incident
 
     async def _next_entry(self) -> Entry | None:
@@ -279,28 +277,21 @@ class RedisQueueBackend:
         return first_entry(reply)
 
     def task_done(self, incident: Incident) -> None:
-        self._finish()
+        self._unfinished.finish()
         entry_id = self._claimed.get(incident.incident_id)
         if entry_id is not None:
             self._spawn(self._acknowledge(incident.incident_id, entry_id), what="acknowledge")
 
     def release(self, incident: Incident) -> None:
-        self._finish()
+        self._unfinished.finish()
         entry_id = self._claimed.get(incident.incident_id)
         if entry_id is not None:
             self._spawn(self._requeue(entry_id, incident.incident_id), what="requeue")
 
-    def _finish(self) -> None:
-        if self._unfinished <= 0:
-            raise ValueError("task_done called more times than incidents were taken")
-        self._unfinished -= 1
-        if self._unfinished == 0:
-            self._idle.set()
-
     async def join(self) -> None:
         """Stop taking entries; return when this process's own incidents are finished."""
         self._draining = True
-        await self._idle.wait()
+        await self._unfinished.wait_idle()
 
     # -- background ------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from mcp_sentinel.dispatcher.codec import (
     notifications_to_json,
 )
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
-from mcp_sentinel.dispatcher.queue import priority_of
+from mcp_sentinel.dispatcher.queue import Unfinished, priority_of
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
 from mcp_sentinel.models import DedupeKey, Incident, IncidentCard
 
@@ -181,9 +181,7 @@ class SqliteQueueBackend:
         self._waiting: asyncio.PriorityQueue[tuple[int, int, Incident]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._reserved = 0  # slots of put_all calls still committing
-        self._unfinished = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._unfinished = Unfinished()
         self.recovered: list[Incident] = []
 
     @property
@@ -198,7 +196,7 @@ class SqliteQueueBackend:
         return self._waiting.qsize()
 
     def in_progress(self) -> int:
-        return self._unfinished - self._waiting.qsize()
+        return self._unfinished.count - self._waiting.qsize()
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -269,9 +267,7 @@ class SqliteQueueBackend:
             )
         for incident in incidents:
             self._push(incident)
-        self._unfinished += len(incidents)
-        if incidents:
-            self._idle.clear()
+        self._unfinished.add(len(incidents))
         self.recovered = incidents
         recovery = Recovery(resumed, len(incidents), rerouted, len(unrouted), unreadable)
         if resumed or incidents or unreadable or broken:
@@ -327,8 +323,7 @@ class SqliteQueueBackend:
         def committed(_: None) -> None:
             for incident in incidents:
                 self._push(incident)
-            self._unfinished += len(incidents)
-            self._idle.clear()
+            self._unfinished.add(len(incidents))
             if dedupe is not None and dedupe_write is not None:
                 dedupe.committed(dedupe_write)
 
@@ -359,7 +354,7 @@ class SqliteQueueBackend:
         return incident
 
     def task_done(self, incident: Incident) -> None:
-        self._finish()
+        self._unfinished.finish()
         incident_id = incident.incident_id
         self._db.submit(
             lambda connection: connection.execute(
@@ -369,7 +364,7 @@ class SqliteQueueBackend:
         )
 
     def release(self, incident: Incident) -> None:
-        self._finish()
+        self._unfinished.finish()
         incident_id = incident.incident_id
         self._db.submit(
             lambda connection: connection.execute(
@@ -379,15 +374,8 @@ class SqliteQueueBackend:
             what="release an incident",
         )
 
-    def _finish(self) -> None:
-        if self._unfinished <= 0:
-            raise ValueError("task_done called more times than incidents were taken")
-        self._unfinished -= 1
-        if self._unfinished == 0:
-            self._idle.set()
-
     async def join(self) -> None:
-        await self._idle.wait()
+        await self._unfinished.wait_idle()
 
 
 def _settle_unloadable(
