@@ -68,11 +68,6 @@ class LabelMatcher:
         return f'{self.name}{self.operator}"{escaped}"'
 
 
-def matchers_hold(matchers: Sequence[LabelMatcher], labels: Mapping[str, str]) -> bool:
-    """True when every matcher holds (an empty list holds for everything)."""
-    return all(matcher.matches(labels) for matcher in matchers)
-
-
 class CardRouter:
     """Chooses the incident card for an alert: the first card whose matchers all hold.
 
