@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from mcp_sentinel.cli import main
 from tests.conftest import REPO_ROOT
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON
-from tests.helpers import AUTH, FINDING, audit_records, write_config
+from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
 
 EXAMPLE_ENV = {"SENTINEL_WEBHOOK_TOKEN": "example-token"}
 
@@ -90,35 +90,47 @@ def test_audit_verify(tmp_path: Path) -> None:
     assert code == 1 and "BROKEN" in out and "does not match its hash" in err
 
 
+async def start_sentinel_run(config: Path) -> tuple[asyncio.subprocess.Process, str, list[str]]:
+    """``python -m mcp_sentinel run`` on ``config``, once it listens: the process, its URL and
+    the log lines read so far."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mcp_sentinel",
+        "run",
+        "--config",
+        str(config),
+        "--log-level",
+        "DEBUG",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert process.stderr is not None
+    url = None
+    log_lines: list[str] = []
+    try:
+        while url is None:
+            line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
+            assert line, "sentinel run exited before listening:\n" + "".join(log_lines)
+            log_lines.append(line)
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process, url, log_lines
+
+
 async def test_run_serves_then_drains_and_exits_0_on_sigterm(
     tmp_path: Path, fixture_bytes: Callable[[str], bytes]
 ) -> None:
     async with FakeOpenAI([Delay(0.5, FinalJSON(FINDING))]) as model:
         settings = write_config(tmp_path, model_url=model.base_url)
         audit = settings.resolve(settings.sinks.audit.path)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "mcp_sentinel",
-            "run",
-            "--config",
-            str(tmp_path / "config.yaml"),
-            "--log-level",
-            "DEBUG",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
+        process, url, log_lines = await start_sentinel_run(tmp_path / "config.yaml")
         try:
-            assert process.stderr is not None
-            url = None
-            log_lines: list[str] = []
-            while url is None:
-                line = (await asyncio.wait_for(process.stderr.readline(), 60)).decode()
-                assert line, "sentinel run exited before listening:\n" + "".join(log_lines)
-                log_lines.append(line)
-                found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-                url = found.group(1) if found else None
             async with aiohttp.ClientSession(base_url=url) as http:
                 body = fixture_bytes("webhook_firing_single_alert")
                 async with http.post("/webhook/alertmanager", data=body, headers=AUTH) as r:
@@ -137,3 +149,35 @@ async def test_run_serves_then_drains_and_exits_0_on_sigterm(
     (record,) = audit_records(audit)  # the in-flight incident finished before exit
     assert record["report"]["outcome"] == "completed"
     assert "[completed] ProbeAlwaysFiring" in out.decode()
+
+
+async def test_a_second_sigterm_stops_at_once_without_a_traceback(
+    tmp_path: Path, fixture_bytes: Callable[[str], bytes]
+) -> None:
+    async with FakeOpenAI([Delay(60, FinalJSON(FINDING))]) as model:
+        write_config(tmp_path, model_url=model.base_url)
+        process, url, log_lines = await start_sentinel_run(tmp_path / "config.yaml")
+        try:
+            async with aiohttp.ClientSession(base_url=url) as http:
+                body = fixture_bytes("webhook_firing_single_alert")
+                async with http.post("/webhook/alertmanager", data=body, headers=AUTH) as r:
+                    assert r.status == 200
+            await wait_for(lambda: len(model.requests) >= 1, what="the model call to start")
+            process.send_signal(signal.SIGTERM)  # drains: the run would take 60 s
+            assert process.stderr is not None
+            while b"stopping intake and draining" not in (
+                line := await asyncio.wait_for(process.stderr.readline(), 30)
+            ):
+                assert line, "sentinel run exited before draining"
+                log_lines.append(line.decode())
+            process.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    logs = "".join(log_lines) + err.decode()
+    assert process.returncode == 0, logs
+    assert "second SIGTERM: stopping now" in logs
+    assert "sentinel stopped without draining" in logs
+    assert "Traceback" not in logs and "CancelledError" not in logs
