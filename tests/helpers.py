@@ -104,10 +104,21 @@ async def wait_for(condition: Callable[[], bool], *, within: float = 30, what: s
         await asyncio.sleep(0.02)
 
 
-def audit_records(path: Path) -> list[dict[str, Any]]:
+def jsonl_records(path: Path) -> list[dict[str, Any]]:
+    """The complete records of a JSON-lines file another task may be appending to.
+
+    A record counts once its newline is on disk: a reader racing the writer can see the
+    first part of a line (a regular file's read does not wait for a write in progress).
+    """
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def audit_records(path: Path) -> list[dict[str, Any]]:
+    return jsonl_records(path)
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

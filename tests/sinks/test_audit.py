@@ -78,3 +78,17 @@ async def test_torn_last_line_is_not_glued_to_the_next_record(
     lines = path.read_text().splitlines()
     assert json.loads(lines[-1])["seq"] == 2
     assert verify_audit_log(path).problems == ["line 2: not a complete audit record"]
+
+
+async def test_a_last_line_still_being_written_is_named_as_unfinished(
+    tmp_path: Path, notifications: Callable[[str], list[IncidentNotification]]
+) -> None:
+    (alert,) = notifications("webhook_firing_single_alert")
+    path = tmp_path / "audit.jsonl"
+    async with AuditSink(path) as sink:
+        await sink.deliver(record_for(alert))
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[: len(whole) // 2])  # what a reader racing a write sees
+    assert verify_audit_log(path).problems == [
+        "line 2: the last record is unfinished (being written now, or cut short by a crash)"
+    ]

@@ -19,7 +19,7 @@ from mcp_sentinel.sinks.redeliver import redeliver
 from mcp_sentinel.sinks.settings import SinksSettings
 from mcp_sentinel.sinks.webhook import WebhookSink
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.helpers import metric_value, wait_for, write_config
+from tests.helpers import jsonl_records, metric_value, wait_for, write_config
 from tests.sinks.support import dispatching, firing_record, policy
 
 Notifications = Callable[[str], list[IncidentNotification]]
@@ -66,10 +66,7 @@ class PlainRecorder:
 
 
 def dead_letters(directory: Path, sink: str) -> list[dict[str, Any]]:
-    path = directory / f"{sink}.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return jsonl_records(directory / f"{sink}.jsonl")
 
 
 async def test_a_slow_sink_holds_back_neither_the_worker_nor_other_sinks(
