@@ -107,7 +107,7 @@ class Sentinel:
 
         # Entered before the dispatcher, so the MCP connections close after the workers drained.
         investigator = await stack.enter_async_context(
-            DeferredInvestigator(build_core, preload=("mcp_sentinel.wiring",))
+            DeferredInvestigator(build_core, preload=_AGENT_MODULES)
         )
         self.investigator = investigator
         tracker = IncidentTracker(settings.dispatcher.dedupe_ttl_seconds)
@@ -202,6 +202,22 @@ class Sentinel:
         if self.dispatcher is not None:
             await self.dispatcher.shutdown()
         await self._stack.__aexit__(exc_type, exc, traceback)
+
+
+# Imported on a thread before the agent is built, so that the loop never stops to import
+# them. Besides the wiring (the SDK and the MCP client), the openai client imports its chat
+# resources and anyio its asyncio backend lazily, on the first model call: 27 modules, 80-100 ms
+# of importing that stopped intake in the middle of a storm's first incident (the loop was
+# seen 60-130 ms late then under benchmarks/ingest.py's load).
+# tests/agent/test_first_incident_imports.py checks that nothing heavy is left to import.
+_AGENT_MODULES = (
+    "mcp_sentinel.wiring",
+    "openai.resources.chat.chat",
+    "openai.lib.streaming.chat",
+    "openai.pagination",
+    "jiter",
+    "anyio._backends._asyncio",
+)
 
 
 # The cyclic collector's thresholds once the daemon runs (CPython's are 700, 10, 10). Under a
