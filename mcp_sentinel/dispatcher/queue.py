@@ -10,7 +10,6 @@ whole or refused whole and Alertmanager's retry of it is clean.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 from collections.abc import Sequence
 from typing import Protocol
@@ -92,37 +91,32 @@ class MemoryQueueBackend:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
-        self._heap: list[tuple[int, int, Incident]] = []
+        # Unbounded itself: ``put_all`` checks the capacity for the whole batch first.
+        self._waiting: asyncio.PriorityQueue[tuple[int, int, Incident]] = asyncio.PriorityQueue()
         self._sequence = itertools.count()
         self._unfinished = Unfinished()
-        self._not_empty = asyncio.Condition()
 
     @property
     def capacity(self) -> int:
         return self._capacity
 
     def depth(self) -> int:
-        return len(self._heap)
+        return self._waiting.qsize()
 
     def in_progress(self) -> int:
-        return self._unfinished.count - len(self._heap)
+        return self._unfinished.count - self._waiting.qsize()
 
     async def put_all(self, incidents: Sequence[Incident]) -> bool:
-        if len(self._heap) + len(incidents) > self._capacity:
+        # Nothing here awaits: the batch is queued whole before any worker runs.
+        if self._waiting.qsize() + len(incidents) > self._capacity:
             return False
-        if not incidents:
-            return True
         for incident in incidents:
-            heapq.heappush(self._heap, (priority_of(incident), next(self._sequence), incident))
+            self._waiting.put_nowait((priority_of(incident), next(self._sequence), incident))
         self._unfinished.add(len(incidents))
-        async with self._not_empty:
-            self._not_empty.notify(len(incidents))
         return True
 
     async def get(self) -> Incident:
-        async with self._not_empty:
-            await self._not_empty.wait_for(lambda: bool(self._heap))
-            return heapq.heappop(self._heap)[2]
+        return (await self._waiting.get())[2]
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
