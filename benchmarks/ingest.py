@@ -12,7 +12,13 @@ per request (``-<thread>x<n>``) so that every alert is fresh and takes the real 
 deduped, queued). The daemon has one worker held by a model that waits an hour and a queue large
 enough for the run, so intake is what is measured. The duplicate-only case sends one fixed body.
 
-    uv run python benchmarks/ingest.py [--duration 8] [--quick]
+Every case runs ``--rounds`` times, interleaved: each round starts and measures every server
+once (the baselines among them), in an order reversed every other round. A figure is the median
+over the rounds, and a ratio the median of each round's ratio against the baseline's run of the
+same round, so the drift of a shared machine (CPU steal that comes and goes over minutes) falls
+on both sides of it.
+
+    uv run python benchmarks/ingest.py [--duration 3] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,10 +147,54 @@ def run_wrk(
     }
 
 
+def run_case(
+    work: Path,
+    target: str,
+    alerts: int,
+    connections: int,
+    vary: bool,
+    *,
+    duration: int,
+    lua: Path,
+    bodies: dict[int, Path],
+    am_body: Path,
+    label: str,
+) -> dict[str, Any]:
+    """One wrk run against a freshly started server (stopped by its PID afterwards)."""
+    case_dir = work / label
+    case_dir.mkdir()
+    redis = BenchRedis(case_dir, core=0) if target == "redis" else None
+    body, path = bodies[alerts], "/webhook/alertmanager"
+    if target == "floor":
+        proc, url = start_floor(core=0)
+    elif target == "alertmanager":
+        proc, url = start_alertmanager(case_dir, core=0)
+        body, path = am_body, "/api/v2/alerts"
+    else:
+        proc, url = start_daemon(
+            case_dir, backend=target, core=0, redis_url=redis.url if redis is not None else None
+        )
+    try:
+        if not vary:  # the one body, accepted once, then only duplicates
+            run_wrk(url, bodies[alerts], lua, connections=1, duration=1, vary=False)
+        return run_wrk(
+            url, body, lua, connections=connections, duration=duration, vary=vary, path=path
+        )
+    finally:
+        stop_process(proc)
+        if redis is not None:
+            redis.stop()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--quick", action="store_true", help="3 s per run")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per case")
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s runs")
     parser.add_argument(
         "--backends",
         default="memory,sqlite,redis" if redis_available() else "memory,sqlite",
@@ -153,10 +204,11 @@ def main() -> None:
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     sizes = [int(n) for n in args.alerts.split(",") if n]
-    duration = 3 if args.quick else args.duration
+    duration, rounds = (2, 1) if args.quick else (args.duration, args.rounds)
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
-    rows: list[dict[str, Any]] = []
+    # (target, alerts, connections, case) -> one result per round
+    runs: dict[tuple[str, int, int, str], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="sentinel-ingest-") as tmp:
         work = Path(tmp)
         lua = work / "post.lua"
@@ -166,83 +218,88 @@ def main() -> None:
         bodies[50].write_bytes(template(GROUP_50))
         am_body = work / "alertmanager50.json"
         am_body.write_bytes(alertmanager_template(GROUP_50))
-        baselines = ["floor"]
-        if 50 in sizes and alertmanager_binary() is not None:
-            baselines.append("alertmanager")
-        for target in (*baselines, *backends):
-            for alerts in sizes:
-                if target == "alertmanager" and alerts != 50:
-                    continue
-                cases = [(16, True), (64, True)]
-                if target not in baselines:
-                    cases.append((16, False))  # duplicate-only
-                for connections, vary in cases:
-                    case_dir = work / f"{target}-{alerts}-{connections}-{int(vary)}"
-                    case_dir.mkdir()
-                    redis = BenchRedis(case_dir, core=0) if target == "redis" else None
-                    body, path = bodies[alerts], "/webhook/alertmanager"
-                    if target == "floor":
-                        proc, url = start_floor(core=0)
-                    elif target == "alertmanager":
-                        proc, url = start_alertmanager(case_dir, core=0)
-                        body, path = am_body, "/api/v2/alerts"
-                    else:
-                        proc, url = start_daemon(
-                            case_dir,
-                            backend=target,
-                            core=0,
-                            redis_url=redis.url if redis is not None else None,
-                        )
-                    try:
-                        if not vary:  # the one body, accepted once, then only duplicates
-                            run_wrk(url, bodies[alerts], lua, connections=1, duration=1, vary=False)
-                        result = run_wrk(
-                            url,
-                            body,
-                            lua,
-                            connections=connections,
+        with_alertmanager = alertmanager_binary() is not None
+        for alerts in sizes:
+            for connections in (16, 64):
+                # Each round runs every server once, the baselines among them, in an order
+                # reversed every other round: a ratio compares runs minutes apart at most,
+                # and the machine's drift falls on both sides of it.
+                plan = [("floor", True)]
+                if alerts == 50 and with_alertmanager:
+                    plan.append(("alertmanager", True))
+                plan += [(backend, True) for backend in backends]
+                if connections == 16:
+                    plan += [(backend, False) for backend in backends]  # duplicate-only
+                for index in range(rounds):
+                    for target, vary in plan if index % 2 == 0 else plan[::-1]:
+                        case = "fresh" if vary else "duplicates"
+                        key = (target, alerts, connections, case)
+                        result = run_case(
+                            work,
+                            target,
+                            alerts,
+                            connections,
+                            vary,
                             duration=duration,
-                            vary=vary,
-                            path=path,
+                            lua=lua,
+                            bodies=bodies,
+                            am_body=am_body,
+                            label=f"{target}-{alerts}-{connections}-{case}-{index}",
                         )
-                    finally:
-                        stop_process(proc)
-                        if redis is not None:
-                            redis.stop()
-                    row = {
-                        "target": target,
-                        "alerts_per_request": alerts,
-                        "connections": connections,
-                        "case": "fresh" if vary else "duplicates",
-                        **result,
-                        "alerts_per_s": result["rps"] * alerts,
-                    }
-                    rows.append(row)
-                    print(
-                        f"{target:>6} {alerts:>2} alert(s) c={connections:<3} "
-                        f"{row['case']:<10} {row['rps']:8.0f} req/s {row['alerts_per_s']:9.0f} "
-                        f"alerts/s  p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms  "
-                        f"non-200 {row['non200']}  socket errors {row['socket_errors']}",
-                        flush=True,
-                    )
-    floor = {(r["alerts_per_request"], r["connections"]): r for r in rows if r["target"] == "floor"}
-    for row in rows:
-        base = floor[(row["alerts_per_request"], row["connections"])]
-        row["rps_vs_floor"] = row["rps"] / base["rps"]
-        row["p99_vs_floor"] = row["p99_ms"] / base["p99_ms"]
-        am = next(
-            (
-                r
-                for r in rows
-                if r["target"] == "alertmanager"
-                and (r["alerts_per_request"], r["connections"])
-                == (row["alerts_per_request"], row["connections"])
+                        runs.setdefault(key, []).append(result)
+                        print(
+                            f"round {index + 1}/{rounds} {target:>12} {alerts:>2} alert(s) "
+                            f"c={connections:<3} {case:<10} {result['rps']:8.0f} req/s "
+                            f"p50 {result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+                            f"non-200 {result['non200']}  socket errors "
+                            f"{result['socket_errors']}",
+                            flush=True,
+                        )
+    rows: list[dict[str, Any]] = []
+    for (target, alerts, connections, case), results in runs.items():
+        floor = runs[("floor", alerts, connections, "fresh")]
+        am = runs.get(("alertmanager", alerts, connections, "fresh"))
+        row: dict[str, Any] = {
+            "target": target,
+            "alerts_per_request": alerts,
+            "connections": connections,
+            "case": case,
+            "rounds": len(results),
+            "requests": sum(r["requests"] for r in results),
+            "rps": median([r["rps"] for r in results]),
+            "p50_ms": median([r["p50_ms"] for r in results]),
+            "p99_ms": median([r["p99_ms"] for r in results]),
+            "socket_errors": sum(r["socket_errors"] for r in results),
+            "non200": sum(r["non200"] for r in results),
+            "s503": sum(r["s503"] for r in results),
+            # Each round's ratio against the baseline's run of the same round, then the median.
+            "rps_vs_floor": median(
+                [r["rps"] / f["rps"] for r, f in zip(results, floor, strict=True)]
             ),
-            None,
-        )
+            "p99_vs_floor": median(
+                [r["p99_ms"] / f["p99_ms"] for r, f in zip(results, floor, strict=True)]
+            ),
+            "rps_all": [round(r["rps"]) for r in results],
+        }
+        row["alerts_per_s"] = row["rps"] * alerts
         if am is not None:
-            row["alerts_vs_alertmanager"] = row["alerts_per_s"] / am["alerts_per_s"]
-    emit("ingest", {"duration_s": duration, "rows": rows})
+            row["alerts_vs_alertmanager"] = median(
+                [r["rps"] / a["rps"] for r, a in zip(results, am, strict=True)]
+            )
+        rows.append(row)
+        print(
+            f"median of {row['rounds']}: {target:>12} {alerts:>2} alert(s) c={connections:<3} "
+            f"{case:<10} {row['rps']:8.0f} req/s {row['alerts_per_s']:9.0f} alerts/s  "
+            f"p99 {row['p99_ms']:7.2f} ms  vs floor {row['rps_vs_floor']:.0%} req/s, "
+            f"{row['p99_vs_floor']:.1f}x p99"
+            + (
+                f", {row['alerts_vs_alertmanager']:.2f}x Alertmanager"
+                if "alerts_vs_alertmanager" in row
+                else ""
+            ),
+            flush=True,
+        )
+    emit("ingest", {"duration_s": duration, "rounds": rounds, "rows": rows})
 
 
 if __name__ == "__main__":
