@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
 from mcp_sentinel.agent.deferred import DeferredInvestigator
+from mcp_sentinel.allocator import limit_malloc_arenas
 from mcp_sentinel.config import SentinelSettings
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
@@ -84,6 +85,7 @@ class Sentinel:
     async def _start(self) -> None:
         settings = self.settings
         stack = self._stack
+        limit_malloc_arenas()  # before the daemon's own threads start
         # First in, last out: spans of the shutdown itself are still exported.
         tracing = await stack.enter_async_context(
             Tracing(settings.telemetry.tracing, span_processor=self._span_processor)
