@@ -246,6 +246,14 @@ def machine() -> dict[str, str]:
     }
 
 
+def cpu_steal() -> tuple[int, int]:
+    """(all, stolen) CPU time of the machine so far, in clock ticks (``/proc/stat``): time the
+    hypervisor gave to others while this machine wanted to run."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks), ticks[7]
+
+
 def emit(name: str, result: dict[str, Any]) -> None:
     """Print the figures, and a machine-readable line for run_all.py."""
     print("RESULT " + json.dumps({"benchmark": name, **result}), flush=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import PY, ROOT, machine
+from benchmarks._common import PY, ROOT, cpu_steal, machine
 
 SUITE = ("dispatch_overhead", "startup", "end_to_end", "ingest", "storm")
 
@@ -45,7 +45,9 @@ def mark(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def render(results: dict[str, dict[str, Any]], quick: bool, seconds: float) -> str:
+def render(
+    results: dict[str, dict[str, Any]], quick: bool, seconds: float, steal: float | None = None
+) -> str:
     box = machine()
     ingest = results["ingest"]["rows"]
     storm = results["storm"]
@@ -74,6 +76,14 @@ def render(results: dict[str, dict[str, Any]], quick: bool, seconds: float) -> s
         "",
         f"- {box['nproc']} cores: {box['cpu']}",
         f"- Python {box['python']}, Linux {box['kernel']}",
+    ]
+    if steal is not None:
+        lines.append(
+            f"- CPU steal over the run: {steal:.1%} of the machine's CPU time (`/proc/stat`): "
+            "the hypervisor's share, which comes and goes over minutes; the per-round figures "
+            "of the ingest table show how much one run can move"
+        )
+    lines += [
         "",
         "## Method",
         "",
@@ -274,6 +284,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.monotonic()
+    total_before, stolen_before = cpu_steal()
+    steal: float | None = None
     if args.render_only is not None:
         results = {
             name: json.loads((Path("/tmp") / f"sentinel-bench-{name}.json").read_text())
@@ -283,7 +295,9 @@ def main() -> None:
     else:
         results = {name: run(name, args.quick) for name in SUITE}
         seconds = time.monotonic() - started
-    text = render(results, args.quick, seconds)
+        total_after, stolen_after = cpu_steal()
+        steal = (stolen_after - stolen_before) / max(1, total_after - total_before)
+    text = render(results, args.quick, seconds, steal)
     args.output.write_text(text)
     print(f"wrote {args.output}")
 
