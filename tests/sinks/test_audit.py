@@ -64,13 +64,17 @@ async def test_chain_survives_reopen_and_detects_tampering(
     assert any("prev_hash does not link" in p for p in removed.problems)
 
 
+async def log_with_one_record(path: Path, alert: IncidentNotification) -> Path:
+    async with AuditSink(path) as sink:
+        await sink.deliver(record_for(alert))
+    return path
+
+
 async def test_torn_last_line_is_not_glued_to_the_next_record(
     tmp_path: Path, notifications: Callable[[str], list[IncidentNotification]]
 ) -> None:
     (alert,) = notifications("webhook_firing_single_alert")
-    path = tmp_path / "audit.jsonl"
-    async with AuditSink(path) as sink:
-        await sink.deliver(record_for(alert))
+    path = await log_with_one_record(tmp_path / "audit.jsonl", alert)
     with path.open("a") as handle:
         handle.write('{"seq": 2, "trunc')  # a crash mid-write
     async with AuditSink(path) as sink:
@@ -84,9 +88,7 @@ async def test_a_last_line_still_being_written_is_named_as_unfinished(
     tmp_path: Path, notifications: Callable[[str], list[IncidentNotification]]
 ) -> None:
     (alert,) = notifications("webhook_firing_single_alert")
-    path = tmp_path / "audit.jsonl"
-    async with AuditSink(path) as sink:
-        await sink.deliver(record_for(alert))
+    path = await log_with_one_record(tmp_path / "audit.jsonl", alert)
     whole = path.read_bytes()
     path.write_bytes(whole + whole[: len(whole) // 2])  # what a reader racing a write sees
     assert verify_audit_log(path).problems == [
