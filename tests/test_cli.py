@@ -4,12 +4,14 @@ for the quick commands."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -90,9 +92,17 @@ def test_audit_verify(tmp_path: Path) -> None:
     assert code == 1 and "BROKEN" in out and "does not match its hash" in err
 
 
-async def start_sentinel_run(config: Path) -> tuple[asyncio.subprocess.Process, str, list[str]]:
-    """``python -m mcp_sentinel run`` on ``config``, once it listens: the process, its URL and
-    the log lines read so far."""
+@dataclass
+class RunningSentinel:
+    process: asyncio.subprocess.Process
+    url: str
+    log_lines: list[str]
+
+
+@contextlib.asynccontextmanager
+async def sentinel_run(config: Path, alert: bytes) -> AsyncIterator[RunningSentinel]:
+    """``python -m mcp_sentinel run`` on ``config``, once it listens and has accepted ``alert``
+    on its webhook. Leaving kills the process if the test has not stopped it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -116,11 +126,16 @@ async def start_sentinel_run(config: Path) -> tuple[asyncio.subprocess.Process, 
             log_lines.append(line)
             found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
-    except BaseException:
-        process.kill()
-        await process.wait()
-        raise
-    return process, url, log_lines
+        async with (
+            aiohttp.ClientSession(base_url=url) as http,
+            http.post("/webhook/alertmanager", data=alert, headers=AUTH) as answer,
+        ):
+            assert answer.status == 200, await answer.text()
+        yield RunningSentinel(process, url, log_lines)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def test_run_serves_then_drains_and_exits_0_on_sigterm(
@@ -129,20 +144,13 @@ async def test_run_serves_then_drains_and_exits_0_on_sigterm(
     async with FakeOpenAI([Delay(0.5, FinalJSON(FINDING))]) as model:
         settings = write_config(tmp_path, model_url=model.base_url)
         audit = settings.resolve(settings.sinks.audit.path)
-        process, url, log_lines = await start_sentinel_run(tmp_path / "config.yaml")
-        try:
-            async with aiohttp.ClientSession(base_url=url) as http:
-                body = fixture_bytes("webhook_firing_single_alert")
-                async with http.post("/webhook/alertmanager", data=body, headers=AUTH) as r:
-                    assert r.status == 200
-                await asyncio.sleep(0.1)  # the worker is inside the 0.5 s model call now
-                process.send_signal(signal.SIGTERM)
-                out, err = await asyncio.wait_for(process.communicate(), 60)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    logs = "".join(log_lines) + err.decode()
+        alert = fixture_bytes("webhook_firing_single_alert")
+        async with sentinel_run(tmp_path / "config.yaml", alert) as sentinel:
+            process = sentinel.process
+            await asyncio.sleep(0.1)  # the worker is inside the 0.5 s model call now
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+    logs = "".join(sentinel.log_lines) + err.decode()
     assert process.returncode == 0, logs
     assert "SIGTERM received: stopping intake and draining" in logs
     assert "incident card Checkout" in logs
@@ -156,12 +164,9 @@ async def test_a_second_sigterm_stops_at_once_without_a_traceback(
 ) -> None:
     async with FakeOpenAI([Delay(60, FinalJSON(FINDING))]) as model:
         write_config(tmp_path, model_url=model.base_url)
-        process, url, log_lines = await start_sentinel_run(tmp_path / "config.yaml")
-        try:
-            async with aiohttp.ClientSession(base_url=url) as http:
-                body = fixture_bytes("webhook_firing_single_alert")
-                async with http.post("/webhook/alertmanager", data=body, headers=AUTH) as r:
-                    assert r.status == 200
+        alert = fixture_bytes("webhook_firing_single_alert")
+        async with sentinel_run(tmp_path / "config.yaml", alert) as sentinel:
+            process = sentinel.process
             await wait_for(lambda: len(model.requests) >= 1, what="the model call to start")
             process.send_signal(signal.SIGTERM)  # drains: the run would take 60 s
             assert process.stderr is not None
@@ -169,14 +174,10 @@ async def test_a_second_sigterm_stops_at_once_without_a_traceback(
                 line := await asyncio.wait_for(process.stderr.readline(), 30)
             ):
                 assert line, "sentinel run exited before draining"
-                log_lines.append(line.decode())
+                sentinel.log_lines.append(line.decode())
             process.send_signal(signal.SIGTERM)
             _, err = await asyncio.wait_for(process.communicate(), 30)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    logs = "".join(log_lines) + err.decode()
+    logs = "".join(sentinel.log_lines) + err.decode()
     assert process.returncode == 0, logs
     assert "second SIGTERM: stopping now" in logs
     assert "sentinel stopped without draining" in logs
