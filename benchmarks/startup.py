@@ -22,11 +22,10 @@ from benchmarks._common import (
     PY,
     ROOT,
     emit,
-    free_port,
     stop_process,
     wait_http_ok,
 )
-from tests.helpers import write_config
+from tests.helpers import free_port, write_config
 
 SENTINEL = Path(PY).parent / "sentinel"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,14 @@ async def wait_for(condition: Callable[[], bool], *, within: float = 30, what: s
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a program that cannot be given port 0 and report
+    the port it took (the Prometheus and Alertmanager binaries, redis-server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def jsonl_records(path: Path) -> list[dict[str, Any]]:

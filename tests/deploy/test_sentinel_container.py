@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from mcp_sentinel.cli import main
 from mcp_sentinel.config import SentinelSettings, load_settings
-from tests.integration.conftest import free_port
+from tests.helpers import free_port
 
 from .conftest import (
     IMAGE_DATA_DIR,

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,18 +33,13 @@ import aiohttp
 import pytest
 import yaml
 
+from tests.helpers import free_port
+
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 READY_WITHIN = 30.0
 STOP_WITHIN = 10.0
 INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager (.ci/run does it)"
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 now (the binaries cannot report a port 0 they were given)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

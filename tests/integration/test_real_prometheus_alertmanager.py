@@ -25,8 +25,8 @@ from mcp_sentinel.watchers.fingerprint import fingerprint
 from mcp_sentinel.watchers.prometheus import PrometheusAlertsResponse, PrometheusPoller
 from mcp_sentinel.watchers.settings import PrometheusWatcherSettings
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON
-from tests.helpers import FINDING, TOKEN, audit_records, wait_for, write_config
-from tests.integration.conftest import Stack, free_port, set_toggle
+from tests.helpers import FINDING, TOKEN, audit_records, free_port, wait_for, write_config
+from tests.integration.conftest import Stack, set_toggle
 
 # Prometheus publishes discovery changes every 5 s; these deadlines leave room for several.
 DEADLINE = 45.0

@@ -19,7 +19,7 @@ from mcp_sentinel.toolsets.prometheus_client import (
     PrometheusError,
     display_url,
 )
-from tests.integration.conftest import free_port
+from tests.helpers import free_port
 
 HUNG_FOR_AT_MOST = 10.0
 

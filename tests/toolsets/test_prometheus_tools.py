@@ -14,7 +14,8 @@ import pytest
 from agents.mcp import MCPServerStreamableHttp
 
 from mcp_sentinel.toolsets.prometheus_server import TOOL_NAMES
-from tests.integration.conftest import Running, free_port
+from tests.helpers import free_port
+from tests.integration.conftest import Running
 
 from .conftest import DEMO_ALERT, RECORDED, SELF_JOB, call, stdio_toolset, toolset_argv
 
