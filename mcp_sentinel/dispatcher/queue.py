@@ -13,7 +13,7 @@ import asyncio
 import collections
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from mcp_sentinel.models import Incident
@@ -86,39 +86,29 @@ class QueueBackend(Protocol):
     def in_progress(self) -> int: ...
 
 
-class MemoryQueueBackend:
-    """A bounded in-memory priority queue. Lost on exit: for tests, replay and small setups."""
+class WaitingIncidents:
+    """Incidents waiting for a worker: critical first, then in arrival order. ``get`` waits
+    for one. Unbounded: the queue backends check their capacity before they push.
 
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self._capacity = capacity
+    A heap and the waiting getters, woken one per pushed incident (as ``asyncio.Queue`` does
+    inside) rather than an ``asyncio.PriorityQueue``, whose ``put_nowait`` costs twice a
+    ``heappush``, once per alert of a storm.
+    """
+
+    def __init__(self) -> None:
         self._heap: list[tuple[int, int, Incident]] = []
         self._sequence = itertools.count()
-        self._unfinished = Unfinished()
-        # Workers waiting in ``get``, woken one per queued incident. A heap and these, rather
-        # than an asyncio.PriorityQueue: its put_nowait costs twice a heappush, per alert.
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    def depth(self) -> int:
+    def __len__(self) -> int:
         return len(self._heap)
 
-    def in_progress(self) -> int:
-        return self._unfinished.count - len(self._heap)
-
-    async def put_all(self, incidents: Sequence[Incident]) -> bool:
-        # Nothing here awaits: the batch is queued whole before any worker runs.
-        if len(self._heap) + len(incidents) > self._capacity:
-            return False
+    def push_all(self, incidents: Iterable[Incident]) -> None:
+        count = 0
         for incident in incidents:
             heapq.heappush(self._heap, (priority_of(incident), next(self._sequence), incident))
-        self._unfinished.add(len(incidents))
-        self._wake(len(incidents))
-        return True
+            count += 1
+        self._wake(count)
 
     async def get(self) -> Incident:
         while not self._heap:
@@ -140,6 +130,38 @@ class MemoryQueueBackend:
             if not getter.done():  # a cancelled one is skipped here
                 getter.set_result(None)
                 count -= 1
+
+
+class MemoryQueueBackend:
+    """A bounded in-memory priority queue. Lost on exit: for tests, replay and small setups."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self._capacity = capacity
+        self._waiting = WaitingIncidents()
+        self._unfinished = Unfinished()
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def depth(self) -> int:
+        return len(self._waiting)
+
+    def in_progress(self) -> int:
+        return self._unfinished.count - len(self._waiting)
+
+    async def put_all(self, incidents: Sequence[Incident]) -> bool:
+        # Nothing here awaits: the batch is queued whole before any worker runs.
+        if len(self._waiting) + len(incidents) > self._capacity:
+            return False
+        self._unfinished.add(len(incidents))
+        self._waiting.push_all(incidents)
+        return True
+
+    async def get(self) -> Incident:
+        return await self._waiting.get()
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()

@@ -22,8 +22,6 @@ cannot read is kept as ``unreadable`` and named in the log at every start.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import os
 import socket
 import sqlite3
@@ -40,7 +38,7 @@ from mcp_sentinel.dispatcher.codec import (
     notifications_to_json,
 )
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
-from mcp_sentinel.dispatcher.queue import Unfinished, priority_of
+from mcp_sentinel.dispatcher.queue import Unfinished, WaitingIncidents, priority_of
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
 from mcp_sentinel.models import DedupeKey, Incident, IncidentCard
 
@@ -178,8 +176,7 @@ class SqliteQueueBackend:
         self._dedupe = dedupe
         self._clock = clock
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._waiting: asyncio.PriorityQueue[tuple[int, int, Incident]] = asyncio.PriorityQueue()
-        self._sequence = itertools.count()
+        self._waiting = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
         self.recovered: list[Incident] = []
@@ -193,10 +190,10 @@ class SqliteQueueBackend:
         return self._db
 
     def depth(self) -> int:
-        return self._waiting.qsize()
+        return len(self._waiting)
 
     def in_progress(self) -> int:
-        return self._unfinished.count - self._waiting.qsize()
+        return self._unfinished.count - len(self._waiting)
 
     # -- recovery --------------------------------------------------------------------------
 
@@ -265,9 +262,8 @@ class SqliteQueueBackend:
                 lambda connection: _settle_unloadable(connection, broken, unrouted),
                 what="set aside unloadable incidents",
             )
-        for incident in incidents:
-            self._push(incident)
         self._unfinished.add(len(incidents))
+        self._waiting.push_all(incidents)
         self.recovered = incidents
         recovery = Recovery(resumed, len(incidents), rerouted, len(unrouted), unreadable)
         if resumed or incidents or unreadable or broken:
@@ -283,13 +279,10 @@ class SqliteQueueBackend:
 
     # -- the queue -------------------------------------------------------------------------
 
-    def _push(self, incident: Incident) -> None:
-        self._waiting.put_nowait((priority_of(incident), next(self._sequence), incident))
-
     async def put_all(self, incidents: Sequence[Incident]) -> bool:
         """Commit every incident (and its dedupe key) in one transaction, or none; False when
         the queue is full or the database refuses the write (the database logs why)."""
-        waiting = self._waiting.qsize() + self._reserved
+        waiting = len(self._waiting) + self._reserved
         if waiting + len(incidents) > self._capacity:
             return False
         if not incidents:
@@ -321,9 +314,8 @@ class SqliteQueueBackend:
                 connection.execute("DELETE FROM dedupe WHERE expires_at <= ?", (purge_before,))
 
         def committed(_: None) -> None:
-            for incident in incidents:
-                self._push(incident)
             self._unfinished.add(len(incidents))
+            self._waiting.push_all(incidents)
             if dedupe is not None and dedupe_write is not None:
                 dedupe.committed(dedupe_write)
 
@@ -339,7 +331,7 @@ class SqliteQueueBackend:
         return True
 
     async def get(self) -> Incident:
-        _, _, incident = await self._waiting.get()
+        incident = await self._waiting.get()
         incident_id, owner = incident.incident_id, self._owner
 
         def claim(connection: sqlite3.Connection) -> None:
