@@ -1,23 +1,28 @@
 """Notifications and dedupe keys as they are stored in the state database.
 
-A notification is stored as the JSON of ``IncidentNotification.as_dict()`` (the same view the
-audit log holds); ``notification_from_json`` is its exact inverse and raises ``ValueError``
-for anything else, so a row this version cannot read is reported, never half-loaded.
+A notification is stored as a JSON object with the keys of ``IncidentNotification.as_dict()``
+(the view the audit log holds) but ``runbook_url``, which is derived from the annotations; its
+times are ISO 8601, UTC spelled ``Z`` or ``+00:00``. ``notification_from_json`` is its exact
+inverse and raises ``ValueError`` for anything else, so a row this version cannot read is
+reported, never half-loaded.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic_core import PydanticSerializationError, TzInfo, to_json
 
 from mcp_sentinel.models import AlertGroup, DedupeKey, IncidentNotification
 
 _SOURCES = frozenset({"webhook", "prometheus", "alertmanager", "replay"})
 
 
-# ASCII: a stray surrogate in a label must not make the row impossible to encode.
+# The fallback encoder: ASCII, so a stray surrogate in a label cannot make a row impossible to
+# encode.
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
@@ -29,15 +34,49 @@ def notification_to_json(notification: IncidentNotification) -> str:
 def notifications_to_json(notifications: Sequence[IncidentNotification]) -> list[str]:
     """``notification_to_json`` of each, for the notifications of one payload, which share
     their group and time of arrival: those parts are encoded once, not once per alert (the
-    durable queue's intake does this for every alert of a storm)."""
-    groups: dict[int, str] = {}
-    times: dict[datetime, str] = {}
+    durable queues' intake does this for every alert of a storm).
+
+    pydantic-core's encoder writes them: 2-3 µs per alert on the storm's alerts, against
+    ~13 µs for the standard library's (whose ``isoformat`` of a pydantic datetime alone costs
+    ~3 µs). It spells UTC as ``Z`` and writes UTF-8, both of which ``notification_from_json``
+    reads. A payload it cannot take whole (a lone surrogate in a label, a time zone it would
+    round) goes through the standard library's encoder instead.
+    """
+    if not all(_exact_times(notification) for notification in notifications):
+        return [_ascii_text(notification) for notification in notifications]
+    try:
+        return _fast_texts(notifications)
+    except PydanticSerializationError:
+        return [_ascii_text(notification) for notification in notifications]
+
+
+def _exact_times(notification: IncidentNotification) -> bool:
+    """True when pydantic-core writes the notification's times exactly: it drops the seconds
+    of a UTC offset, which only a ``timezone`` (not pydantic's parser, nor ``UTC``) can have."""
+    ends_at = notification.ends_at
+    return (
+        _whole_minute_zone(notification.starts_at)
+        and (ends_at is None or _whole_minute_zone(ends_at))
+        and _whole_minute_zone(notification.received_at)
+    )
+
+
+def _whole_minute_zone(moment: datetime) -> bool:
+    zone = moment.tzinfo
+    # pydantic's parser takes offsets in whole minutes only (RFC 3339): checking the type
+    # is what keeps this ~20x cheaper than asking for the offset.
+    return zone is UTC or type(zone) is TzInfo
+
+
+def _fast_texts(notifications: Sequence[IncidentNotification]) -> list[str]:
+    groups: dict[int, bytes] = {}
+    times: dict[datetime, bytes] = {}
     texts = []
     for notification in notifications:
         group = notification.group
         group_text = groups.get(id(group))
         if group_text is None:
-            group_text = groups[id(group)] = _encode(
+            group_text = groups[id(group)] = to_json(
                 {
                     "key": group.key,
                     "labels": group.labels,
@@ -47,26 +86,41 @@ def notifications_to_json(notifications: Sequence[IncidentNotification]) -> list
             )
         received = times.get(notification.received_at)
         if received is None:
-            received = times[notification.received_at] = notification.received_at.isoformat()
-        ends_at = notification.ends_at
-        head = _encode(
+            received = times[notification.received_at] = to_json(notification.received_at)
+        head = to_json(
             {
                 "fingerprint": notification.fingerprint,
                 "status": notification.status,
-                "starts_at": notification.starts_at.isoformat(),
-                "ends_at": ends_at.isoformat() if ends_at else None,
+                "starts_at": notification.starts_at,
+                "ends_at": notification.ends_at,
                 "labels": notification.labels,
                 "annotations": notification.annotations,
                 "generator_url": notification.generator_url,
             }
         )
-        # The same text as encoding ``as_dict()`` without ``runbook_url`` (derived from the
-        # annotations), key for key: ``notification_from_json`` reads either.
         texts.append(
-            f'{head[:-1]},"group":{group_text},"source":"{notification.source}",'
-            f'"received_at":"{received}"}}'
+            b"".join(
+                (
+                    head[:-1],
+                    b',"group":',
+                    group_text,
+                    b',"source":"',
+                    notification.source.encode(),
+                    b'","received_at":',
+                    received,
+                    b"}",
+                )
+            ).decode()
         )
     return texts
+
+
+def _ascii_text(notification: IncidentNotification) -> str:
+    """The same keys as encoding ``as_dict()`` without ``runbook_url`` (derived from the
+    annotations), key for key."""
+    data = notification.as_dict()
+    del data["runbook_url"]
+    return _encode(data)
 
 
 def _strings(value: Any, what: str) -> dict[str, str]:

@@ -7,9 +7,12 @@ the schema. Every statement runs on that thread, in submission order, one transa
 time: the event loop only awaits futures and never touches the disk. Leaving waits for what was
 submitted, closes the connection and releases the lock.
 
-Tables (``SCHEMA_VERSION`` 2):
+Tables (``SCHEMA_VERSION`` 3):
 
-- ``incidents``: accepted incidents not finished yet (``dispatcher.sqlite_queue``);
+- ``incidents``: accepted incidents not finished yet (``dispatcher.sqlite_queue``). A row is
+  found by its ``seq``, which the queue assigns and keeps in memory, not by an index on the
+  random incident id: that index, and AUTOINCREMENT's bookkeeping, each cost about as much as
+  the row itself on a storm's intake. Schema 2 had both; a schema 2 file is migrated on open;
 - ``dedupe``: dedupe keys with their wall-clock expiry (``dispatcher.sqlite_queue``). Keys are
   unique by the store's contract (it writes only keys its memory has not seen), not by an
   index: an index on random fingerprints made each insert touch a random page, and cost a
@@ -48,13 +51,13 @@ from mcp_sentinel.errors import SentinelError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id TEXT NOT NULL UNIQUE,
+    seq INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
     priority INTEGER NOT NULL,
     card TEXT NOT NULL,
     notification TEXT NOT NULL,
@@ -96,6 +99,30 @@ ALTER TABLE dedupe_v2 RENAME TO dedupe;
 CREATE INDEX dedupe_by_expiry ON dedupe (expires_at);
 UPDATE meta SET value = '2' WHERE key = 'schema';
 """
+
+# Schema 2 -> 3: the incidents table loses AUTOINCREMENT and its unique index on the incident
+# id (see the module docstring); the rows keep their seq, so their order is kept.
+_MIGRATE_2_TO_3 = """
+CREATE TABLE incidents_v3 (
+    seq INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    card TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'unreadable')),
+    claimed_by TEXT,
+    enqueued_at REAL NOT NULL
+);
+INSERT INTO incidents_v3
+    (seq, incident_id, priority, card, notification, state, claimed_by, enqueued_at)
+    SELECT seq, incident_id, priority, card, notification, state, claimed_by, enqueued_at
+    FROM incidents ORDER BY seq;
+DROP TABLE incidents;
+ALTER TABLE incidents_v3 RENAME TO incidents;
+UPDATE meta SET value = '3' WHERE key = 'schema';
+"""
+
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
 
 
 class StorageError(SentinelError, OSError):
@@ -228,11 +255,14 @@ class SqliteDatabase:
                     f"the state database {self._path} has schema {row[0]}, newer than this "
                     f"version understands ({SCHEMA_VERSION}); use the newer sentinel"
                 )
-            elif int(row[0]) == 1:
-                connection.executescript(f"BEGIN IMMEDIATE; {_MIGRATE_1_TO_2} COMMIT;")
+            elif int(row[0]) < SCHEMA_VERSION:
+                found = int(row[0])
+                steps = " ".join(_MIGRATIONS[version] for version in range(found, SCHEMA_VERSION))
+                connection.executescript(f"BEGIN IMMEDIATE; {steps} COMMIT;")
                 logger.info(
-                    "state database {path}: schema 1 migrated to {version}",
+                    "state database {path}: schema {found} migrated to {version}",
                     path=self._path,
+                    found=found,
                     version=SCHEMA_VERSION,
                 )
         except sqlite3.Error as exc:

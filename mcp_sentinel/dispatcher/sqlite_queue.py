@@ -11,7 +11,12 @@ A row of ``incidents`` lives like this:
 - ``get`` claims the row (``claimed``, ``claimed_by`` this process);
 - ``task_done`` deletes it; ``release`` puts it back to ``queued`` for the next start. The sink
   outbox deletes it too, in the same transaction that stores the incident's deliveries
-  (``sinks.outbox``): from that commit on, the incident is delivered, never investigated again.
+  (``completion``, run by ``sinks.outbox``): from that commit on, the incident is delivered,
+  never investigated again.
+
+The queue assigns each row its ``seq`` (the arrival order, after the highest one found at
+``open``) and keeps incident id -> seq in memory while it holds the incident, so every later
+statement finds the row by its primary key: the table has no index on the incident id.
 
 Recovery (``open``, before the workers start): rows ``claimed`` by an earlier process were cut
 off mid-investigation, so they go back to ``queued``; every ``queued`` row is then loaded in
@@ -179,6 +184,8 @@ class SqliteQueueBackend:
         self._waiting = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
+        self._rows: dict[str, int] = {}  # incident id -> seq, from put_all to task_done/release
+        self._next_seq = 1  # set by open, from the rows an earlier process left
         self.recovered: list[Incident] = []
 
     @property
@@ -200,26 +207,34 @@ class SqliteQueueBackend:
     async def open(self) -> Recovery:
         """Release earlier claims and load what waits; see the module docstring."""
 
-        def load(connection: sqlite3.Connection) -> tuple[int, list[tuple[str, ...]], int]:
+        def load(
+            connection: sqlite3.Connection,
+        ) -> tuple[int, list[tuple[int, str, str, str, float]], int, int]:
             resumed = connection.execute(
                 "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE state = 'claimed'"
             ).rowcount
             rows = connection.execute(
-                "SELECT incident_id, card, notification, enqueued_at FROM incidents "
+                "SELECT seq, incident_id, card, notification, enqueued_at FROM incidents "
                 "WHERE state = 'queued' ORDER BY priority, seq"
             ).fetchall()
             (unreadable,) = connection.execute(
                 "SELECT count(*) FROM incidents WHERE state = 'unreadable'"
             ).fetchone()
-            return resumed, rows, unreadable
+            (last_seq,) = connection.execute(
+                "SELECT coalesce(max(seq), 0) FROM incidents"
+            ).fetchone()
+            return resumed, rows, unreadable, last_seq
 
-        resumed, rows, unreadable = await self._db.transaction(load, what="load the queue")
+        resumed, rows, unreadable, last_seq = await self._db.transaction(
+            load, what="load the queue"
+        )
+        self._next_seq = last_seq + 1
         now, monotonic_now = self._clock(), time.monotonic()
         incidents: list[Incident] = []
-        broken: list[str] = []
-        unrouted: list[str] = []
+        broken: list[int] = []
+        unrouted: list[int] = []
         rerouted = 0
-        for incident_id, card_name, stored, enqueued_at in rows:
+        for seq, incident_id, card_name, stored, enqueued_at in rows:
             try:
                 notification = notification_from_json(stored)
             except ValueError as exc:
@@ -230,7 +245,7 @@ class SqliteQueueBackend:
                     error=exc,
                     path=self._db.path,
                 )
-                broken.append(incident_id)
+                broken.append(seq)
                 continue
             card = self._cards.get(card_name)
             if card is None:
@@ -245,7 +260,7 @@ class SqliteQueueBackend:
                         incident_id=incident_id,
                         card=card_name,
                     )
-                    unrouted.append(incident_id)
+                    unrouted.append(seq)
                     continue
                 logger.warning(
                     "incident {incident_id} was queued for card {card}, which is no longer "
@@ -257,6 +272,7 @@ class SqliteQueueBackend:
                 rerouted += 1
             waited = max(0.0, now - float(enqueued_at))
             incidents.append(Incident(notification, card, incident_id, monotonic_now - waited))
+            self._rows[incident_id] = seq
         if broken or unrouted:
             await self._db.transaction(
                 lambda connection: _settle_unloadable(connection, broken, unrouted),
@@ -289,9 +305,13 @@ class SqliteQueueBackend:
             return True
         now = self._clock()
         texts = notifications_to_json([incident.notification for incident in incidents])
+        first_seq = self._next_seq
+        self._next_seq += len(incidents)  # a failed write leaves a gap, which is harmless
         rows = [
-            (incident.incident_id, priority_of(incident), incident.card.resource, text, now)
-            for incident, text in zip(incidents, texts, strict=True)
+            (seq, incident.incident_id, priority_of(incident), incident.card.resource, text, now)
+            for seq, incident, text in zip(
+                range(first_seq, self._next_seq), incidents, texts, strict=True
+            )
         ]
         dedupe = self._dedupe
         dedupe_write = (
@@ -304,8 +324,8 @@ class SqliteQueueBackend:
 
         def write(connection: sqlite3.Connection) -> None:
             connection.executemany(
-                "INSERT INTO incidents (incident_id, priority, card, notification, state, "
-                "enqueued_at) VALUES (?, ?, ?, ?, 'queued', ?)",
+                "INSERT INTO incidents (seq, incident_id, priority, card, notification, state, "
+                "enqueued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
                 rows,
             )
             if dedupe_rows:
@@ -314,6 +334,8 @@ class SqliteQueueBackend:
                 connection.execute("DELETE FROM dedupe WHERE expires_at <= ?", (purge_before,))
 
         def committed(_: None) -> None:
+            for seq, incident in enumerate(incidents, first_seq):
+                self._rows[incident.incident_id] = seq
             self._unfinished.add(len(incidents))
             self._waiting.push_all(incidents)
             if dedupe is not None and dedupe_write is not None:
@@ -332,12 +354,12 @@ class SqliteQueueBackend:
 
     async def get(self) -> Incident:
         incident = await self._waiting.get()
-        incident_id, owner = incident.incident_id, self._owner
+        seq, owner = self._rows[incident.incident_id], self._owner
 
         def claim(connection: sqlite3.Connection) -> None:
             connection.execute(
-                "UPDATE incidents SET state = 'claimed', claimed_by = ? WHERE incident_id = ?",
-                (owner, incident_id),
+                "UPDATE incidents SET state = 'claimed', claimed_by = ? WHERE seq = ?",
+                (owner, seq),
             )
 
         # Not awaited: a claim only says who is working on it; the next start releases every
@@ -347,36 +369,47 @@ class SqliteQueueBackend:
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
-        incident_id = incident.incident_id
+        seq = self._rows.pop(incident.incident_id, None)
+        if seq is None:  # not one of this queue's rows: nothing stored to delete
+            return
         self._db.submit(
-            lambda connection: connection.execute(
-                "DELETE FROM incidents WHERE incident_id = ?", (incident_id,)
-            ),
+            lambda connection: connection.execute("DELETE FROM incidents WHERE seq = ?", (seq,)),
             what="complete an incident",
         )
 
     def release(self, incident: Incident) -> None:
         self._unfinished.finish()
-        incident_id = incident.incident_id
+        seq = self._rows.pop(incident.incident_id, None)
+        if seq is None:
+            return
         self._db.submit(
             lambda connection: connection.execute(
-                "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE incident_id = ?",
-                (incident_id,),
+                "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE seq = ?", (seq,)
             ),
             what="release an incident",
         )
+
+    def completion(self, incident: Incident) -> Callable[[sqlite3.Connection], None]:
+        """The statement that deletes ``incident``'s row, for another transaction on this
+        database to run (the sink outbox's, which stores the incident's deliveries with it).
+        For an incident this queue does not hold (finished, or never queued here) it does
+        nothing."""
+        seq = self._rows.get(incident.incident_id)
+
+        def complete(connection: sqlite3.Connection) -> None:
+            if seq is not None:
+                connection.execute("DELETE FROM incidents WHERE seq = ?", (seq,))
+
+        return complete
 
     async def join(self) -> None:
         await self._unfinished.wait_idle()
 
 
 def _settle_unloadable(
-    connection: sqlite3.Connection, broken: Sequence[str], unrouted: Sequence[str]
+    connection: sqlite3.Connection, broken: Sequence[int], unrouted: Sequence[int]
 ) -> None:
     connection.executemany(
-        "UPDATE incidents SET state = 'unreadable' WHERE incident_id = ?",
-        [(incident_id,) for incident_id in broken],
+        "UPDATE incidents SET state = 'unreadable' WHERE seq = ?", [(seq,) for seq in broken]
     )
-    connection.executemany(
-        "DELETE FROM incidents WHERE incident_id = ?", [(incident_id,) for incident_id in unrouted]
-    )
+    connection.executemany("DELETE FROM incidents WHERE seq = ?", [(seq,) for seq in unrouted])

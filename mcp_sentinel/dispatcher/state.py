@@ -75,4 +75,9 @@ async def open_state(
     for incident in queue.recovered:
         if incident.notification.status == "resolved":
             tracker.resolve(incident.notification.key)
-    return IntakeState(queue=queue, dedupe=dedupe, outbox=SqliteOutbox(database), database=database)
+    return IntakeState(
+        queue=queue,
+        dedupe=dedupe,
+        outbox=SqliteOutbox(database, queue=queue),
+        database=database,
+    )

@@ -3,9 +3,10 @@
 With the SQLite backend, ``SinkDispatcher`` gives every finished incident's record to
 ``SqliteOutbox.add`` before delivering it anywhere. That one transaction stores a row per sink
 (the record as ``deadletter.record_to_json`` writes it) and deletes the incident's row from the
-queue (``incidents``): from that commit on, the incident counts as investigated and only its
-deliveries are left. A delivery that returns deletes its row (``acknowledge``); a crash before
-that delivers the row again after the next start (``pending``).
+queue (the statement ``SqliteQueueBackend.completion`` gives): from that commit on, the incident
+counts as investigated and only its deliveries are left. A delivery that returns deletes its row
+(``acknowledge``); a crash before that delivers the row again after the next start
+(``pending``).
 
 That is at-least-once. It is exactly-once where the sink can tell a repeat:
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
+from mcp_sentinel.models import Incident
 from mcp_sentinel.sinks.base import IncidentRecord
 from mcp_sentinel.sinks.deadletter import record_from_json, record_to_json
 
@@ -80,14 +82,31 @@ class Outbox(Protocol):
     def note_failure(self, entry_id: int, error: str) -> None: ...
 
 
+class QueuedRows(Protocol):
+    """The queue whose rows the outbox completes (``dispatcher.sqlite_queue``)."""
+
+    def completion(self, incident: Incident) -> Callable[[sqlite3.Connection], None]:
+        """The statement that deletes ``incident``'s row, to run in the outbox's transaction."""
+        ...
+
+
 class SqliteOutbox:
     """Implements ``Outbox`` on the ``outbox`` table. Shared by the ``SinkDispatcher`` (its
-    only user) and owned, with the database, by the app."""
+    only user) and owned, with the database, by the app. ``queue`` is the queue on the same
+    database whose incidents' rows ``add`` deletes; without one, ``add`` stores deliveries
+    only."""
 
     takeover_interval: float | None = None
 
-    def __init__(self, db: SqliteDatabase, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        queue: QueuedRows | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._db = db
+        self._queue = queue
         self._clock = clock
 
     async def add(self, record: IncidentRecord, sinks: Sequence[str]) -> dict[str, int]:
@@ -98,6 +117,7 @@ class SqliteOutbox:
         incident_id = record.incident.incident_id
         keys = {sink: delivery_key(sink, record) for sink in sinks}
         now = self._clock()
+        complete = self._queue.completion(record.incident) if self._queue is not None else None
 
         def write(connection: sqlite3.Connection) -> dict[str, int]:
             added: dict[str, int] = {}
@@ -109,7 +129,8 @@ class SqliteOutbox:
                 )
                 if cursor.rowcount == 1 and cursor.lastrowid is not None:
                     added[sink] = cursor.lastrowid
-            connection.execute("DELETE FROM incidents WHERE incident_id = ?", (incident_id,))
+            if complete is not None:
+                complete(connection)
             return added
 
         return await self._db.transaction(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from mcp_sentinel.dispatcher.codec import notification_to_json
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
@@ -278,11 +279,66 @@ async def test_a_schema_1_file_is_migrated_and_keeps_its_dedupe_keys(
     with captured_logs() as logs:
         async with stores(path, ttl=60, clock=lambda: 1_000_000.0) as (_, dedupe, _):
             assert dedupe.seen(alert.dedupe_key) and len(dedupe) == 1
-    assert any("schema 1 migrated to 2" in line for line in logs)
-    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("2",)]
+    assert any("schema 1 migrated to 3" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
     # No primary key any more: the only index is the one by expiry.
     indexes = state_rows(path, "SELECT name FROM pragma_index_list('dedupe')")
     assert indexes == [("dedupe_by_expiry",)]
+
+
+# The incidents table as schema 2 created it (AUTOINCREMENT, a unique index on the id).
+_SCHEMA_2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', '2');
+CREATE TABLE incidents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id TEXT NOT NULL UNIQUE,
+    priority INTEGER NOT NULL,
+    card TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'unreadable')),
+    claimed_by TEXT,
+    enqueued_at REAL NOT NULL
+);
+"""
+
+
+async def test_a_schema_2_file_is_migrated_and_keeps_its_queue_in_order(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    first, second, third = notifications("webhook_firing_group_3_alerts")
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_2)
+        connection.executemany(
+            "INSERT INTO incidents (incident_id, priority, card, notification, state, "
+            "enqueued_at) VALUES (?, 2, 'Checkout', ?, ?, 0)",
+            [
+                ("one", notification_to_json(first), "claimed"),
+                ("two", notification_to_json(second), "queued"),
+                ("three", notification_to_json(third), "queued"),
+            ],
+        )
+        connection.execute("DELETE FROM incidents WHERE incident_id = 'two'")
+    connection.close()
+    with captured_logs() as logs:
+        async with stores(path) as (_, _, queue):
+            taken = [await queue.get() for _ in range(2)]
+            assert [i.incident_id for i in taken] == ["one", "three"]
+            assert [i.notification for i in taken] == [first, third]
+            queue.task_done(taken[0])
+            assert await queue.put_all([Incident(second, CARD)])
+    assert any("schema 2 migrated to 3" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert state_rows(path, "SELECT name FROM pragma_index_list('incidents')") == []
+    ((table,),) = state_rows(path, "SELECT sql FROM sqlite_master WHERE name = 'incidents'")
+    assert "AUTOINCREMENT" not in table
+    # The new row comes after the ones the earlier process left; the finished one is gone.
+    assert state_rows(path, "SELECT seq, incident_id FROM incidents ORDER BY seq")[0] == (
+        3,
+        "three",
+    )
+    assert state_rows(path, "SELECT seq FROM incidents ORDER BY seq") == [(3,), (4,)]
 
 
 async def test_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
