@@ -95,6 +95,15 @@ def proc_status(pid: int, field: str) -> int:
     return 0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` and all its threads so far, in seconds
+    (``/proc/PID/stat``, clock-tick resolution)."""
+    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_http_ok(url: str, *, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
