@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Protocol
 
 
@@ -27,8 +27,8 @@ class DedupeStore(Protocol):
         """True when ``key`` was remembered less than the TTL ago."""
         ...
 
-    def remember(self, key: Hashable) -> None:
-        """Remember ``key`` for one TTL from first sight (a repeat does not extend it)."""
+    def remember_all(self, keys: Iterable[Hashable]) -> None:
+        """Remember each key for one TTL from first sight (a repeat does not extend it)."""
         ...
 
     def __len__(self) -> int: ...
@@ -60,13 +60,23 @@ class DedupeCache:
 
     def remember(self, key: Hashable) -> None:
         """Remember ``key`` for one TTL from now (from first sight: repeats do not extend it)."""
+        self.remember_all((key,))
+
+    def remember_all(self, keys: Iterable[Hashable]) -> None:
+        """``remember`` each of ``keys``, with one reading of the clock for all of them (a
+        payload's keys: the clock and the purge check once per payload, not per alert)."""
         now = self._clock()
         if now >= self._next_expiry:
             self.purge(now)
-        if key not in self._expiry:
-            expiry = now + self._ttl
-            self._expiry[key] = expiry
-            self._next_expiry = min(self._next_expiry, expiry)
+        expiry = now + self._ttl
+        entries = self._expiry
+        added = False
+        for key in keys:
+            if key not in entries:
+                entries[key] = expiry
+                added = True
+        if added and expiry < self._next_expiry:
+            self._next_expiry = expiry
 
     def restore(self, key: Hashable, expiry: float) -> None:
         """Put back ``key`` with the ``expiry`` it had (on this cache's clock). Keys must be

@@ -80,7 +80,7 @@ class Dispatcher:
 
     With the SQLite backend, the queue is built with the dedupe store (``sqlite_queue``): its
     ``put_all`` commits the incidents and their dedupe keys in one transaction, and the
-    ``remember`` that follows here finds them already remembered.
+    ``remember_all`` that follows here finds them already remembered.
     """
 
     def __init__(
@@ -225,25 +225,32 @@ class Dispatcher:
                 + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
             )
         if fresh:
-            write = _QueueWrite()
-            for key in fresh_keys:
-                self._in_flight[key] = write
-            try:
+            if self._queue.writes_at_once:
                 taken = await self._queue.put_all(fresh)
-            finally:
-                for key in fresh_keys:
-                    del self._in_flight[key]
-                write.finish()
+            else:
+                taken = await self._write(fresh, fresh_keys)
             if not taken:
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             # No await since the write: a payload waiting on it sees these keys remembered.
-            for key in fresh_keys:
-                self._dedupe.remember(key)
+            self._dedupe.remember_all(fresh_keys)
             if self._tracker is not None:
                 for incident in fresh:
                     if incident.notification.status == "resolved":
                         self._tracker.resolve(incident.notification.key)
         return self._finish(outcomes)
+
+    async def _write(self, fresh: list[Incident], keys: list[DedupeKey]) -> bool:
+        """``put_all`` for a queue whose write suspends: while it is under way, its keys are
+        in flight, and a payload holding one of them waits for the write's outcome."""
+        write = _QueueWrite()
+        for key in keys:
+            self._in_flight[key] = write
+        try:
+            return await self._queue.put_all(fresh)
+        finally:
+            for key in keys:
+                del self._in_flight[key]
+            write.finish()
 
     def _finish(self, outcomes: list[DispatchOutcome]) -> DispatchResult:
         if len(outcomes) == 1:  # the common one-alert payload, without building a Counter

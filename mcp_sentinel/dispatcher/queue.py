@@ -71,6 +71,12 @@ class QueueBackend(Protocol):
     @property
     def capacity(self) -> int: ...
 
+    @property
+    def writes_at_once(self) -> bool:
+        """True when ``put_all`` never suspends (in memory): no other payload runs while it
+        writes, so the dispatcher has no write in progress to track for it."""
+        ...
+
     def depth(self) -> int: ...
 
     async def put_all(self, incidents: Sequence[Incident]) -> bool: ...
@@ -134,6 +140,8 @@ class WaitingIncidents:
 
 class MemoryQueueBackend:
     """A bounded in-memory priority queue. Lost on exit: for tests, replay and small setups."""
+
+    writes_at_once = True
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:

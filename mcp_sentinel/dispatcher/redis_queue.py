@@ -67,6 +67,8 @@ class RedisQueueBackend:
     waiting in the shared stream (all replicas together); ``dedupe_ttl_seconds`` is the TTL of
     the dedupe keys the intake sets."""
 
+    writes_at_once = False  # put_all awaits its commit
+
     def __init__(
         self,
         connection: RedisConnection,

@@ -19,7 +19,7 @@ the fingerprint's issue).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -33,7 +33,7 @@ from mcp_sentinel.sinks.redis_sink_state import RedisJiraIssues, RedisOutbox, Re
 
 class RedisDedupeStore:
     """Implements ``DedupeStore`` as this replica's mirror of the keys; see the module
-    docstring. ``remember`` writes nothing to Redis: the intake script already did."""
+    docstring. ``remember_all`` writes nothing to Redis: the intake script already did."""
 
     def __init__(self, ttl_seconds: float) -> None:
         self._cache = DedupeCache(ttl_seconds)
@@ -44,8 +44,8 @@ class RedisDedupeStore:
     def seen(self, key: Hashable) -> bool:
         return self._cache.seen(key)
 
-    def remember(self, key: Hashable) -> None:
-        self._cache.remember(key)
+    def remember_all(self, keys: Iterable[Hashable]) -> None:
+        self._cache.remember_all(keys)
 
 
 @dataclass(frozen=True, slots=True)

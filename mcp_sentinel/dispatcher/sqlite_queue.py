@@ -31,7 +31,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from loguru import logger
@@ -88,20 +88,25 @@ class SqliteDedupeStore:
     def seen(self, key: Hashable) -> bool:
         return self._cache.seen(key)
 
-    def remember(self, key: Hashable) -> None:
-        """Remember ``key``; written by the database thread without waiting. A key the queue
-        already wrote with its incident (the dispatcher's path) is not written twice."""
-        if self._cache.seen(key):
+    def remember_all(self, keys: Iterable[Hashable]) -> None:
+        """Remember ``keys``; written by the database thread without waiting, in one
+        transaction. A key the queue already wrote with its incident (the dispatcher's path)
+        is not written twice."""
+        cache = self._cache
+        new = [key for key in keys if not cache.seen(key)]
+        if not new:
             return
-        self._cache.remember(key)
-        expiry = self._cache.expiry_of(key)
-        assert expiry is not None
-        row = (*key_to_row(key), expiry)  # type: ignore[arg-type]
+        cache.remember_all(new)
+        rows = []
+        for key in new:
+            expiry = cache.expiry_of(key)
+            assert expiry is not None
+            rows.append((*key_to_row(key), expiry))  # type: ignore[arg-type]
 
         def write(connection: sqlite3.Connection) -> None:
-            connection.execute(_INSERT_DEDUPE, row)
+            connection.executemany(_INSERT_DEDUPE, rows)
 
-        self._db.submit(write, what="remember a dedupe key")
+        self._db.submit(write, what=f"remember {len(rows)} dedupe key(s)")
 
     # -- used by SqliteQueueBackend inside its intake transaction --------------------------
 
@@ -161,6 +166,8 @@ class SqliteQueueBackend:
     With ``dedupe`` (the store on the same database), ``put_all`` also writes the incidents'
     dedupe keys in its transaction, so a payload is taken and remembered in one commit.
     """
+
+    writes_at_once = False  # put_all awaits its commit
 
     def __init__(
         self,

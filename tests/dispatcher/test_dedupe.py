@@ -50,3 +50,18 @@ def test_entries_expire_and_are_purged() -> None:
     clock.now += 100
     assert cache.purge() == 2
     assert len(cache) == 0
+
+
+def test_a_payloads_keys_are_remembered_together_with_one_expiry() -> None:
+    clock = Clock()
+    cache = DedupeCache(10, clock=clock)
+    cache.remember_all(["a", "b"])
+    clock.now += 5
+    cache.remember_all(["b", "c", "c"])  # "b" keeps its first sighting
+    assert cache.expiry_of("a") == cache.expiry_of("b") == 1010.0
+    assert cache.expiry_of("c") == 1015.0 and len(cache) == 3
+    clock.now += 6
+    cache.remember_all(["d"])  # past the first expiry: "a" and "b" are dropped
+    assert len(cache) == 2 and not cache.seen("a") and cache.seen("c")
+    cache.remember_all([])
+    assert len(cache) == 2

@@ -102,3 +102,22 @@ async def test_the_depth_gauge_is_the_queue_depth_when_scraped(
 class NoHandler:
     async def handle(self, incident: Incident) -> None:  # pragma: no cover - no workers
         raise AssertionError("no worker runs")
+
+
+def test_the_memory_queue_writes_without_suspending(
+    notifications: Callable[[str], list[IncidentNotification]],
+) -> None:
+    """``writes_at_once`` is what lets the dispatcher skip tracking its writes in flight: the
+    coroutine must finish on its first step, with no other task run in between."""
+    alerts = notifications("webhook_firing_group_3_alerts")
+    queue = MemoryQueueBackend(capacity=10)
+    assert queue.writes_at_once
+    write = queue.put_all([incident(a, "warning") for a in alerts])
+    try:
+        write.send(None)
+    except StopIteration as finished:
+        assert finished.value is True
+    else:
+        write.close()
+        raise AssertionError("put_all suspended")
+    assert queue.depth() == 3

@@ -203,7 +203,7 @@ async def test_dedupe_keys_survive_a_restart_for_their_ttl(
     now = [1_000_000.0]
     path = tmp_path / "state.db"
     async with stores(path, ttl=60, clock=lambda: now[0]) as (_, dedupe, _):
-        dedupe.remember(alert.dedupe_key)  # written by the database thread, not awaited
+        dedupe.remember_all([alert.dedupe_key])  # written by the database thread, not awaited
     async with stores(path, ttl=60, clock=lambda: now[0]) as (_, dedupe, _):
         assert dedupe.seen(alert.dedupe_key) and len(dedupe) == 1
     now[0] += 61
