@@ -179,7 +179,8 @@ def extract_claims(text: str) -> list[Claim]:
 
 
 class Evidence:
-    """The texts the agent saw, indexed once: a lowercased corpus and the sorted numbers in it."""
+    """The texts the agent saw, indexed once: a lowercased corpus and (on first use) the sorted
+    numbers in it."""
 
     def __init__(self, texts: list[str] | tuple[str, ...]) -> None:
         corpus = "\n".join(texts)
@@ -187,10 +188,23 @@ class Evidence:
             corpus += "\n" + _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), corpus)
         if "%" in corpus:
             corpus += "\n" + urllib.parse.unquote(corpus)
+        self._text = corpus
         self._corpus = corpus.lower()
+        self._sorted_numbers: list[float] | None = None
+
+    @property
+    def _numbers(self) -> list[float]:
+        """The numbers in the texts, sorted; found on first use, since only figure claims need
+        them and finding them is most of the cost of indexing a long prompt."""
+        if self._sorted_numbers is None:
+            self._sorted_numbers = self._find_numbers()
+        return self._sorted_numbers
+
+    def _find_numbers(self) -> list[float]:
         numbers: list[float] = []
         # Dates, clock times and versions are not measurements: "2026-11-22" is not a 22.
-        for match in _NUMBER.finditer(_SAMPLE_TIME.sub(" ", _NOISE.sub(" ", corpus))):
+        text = self._text
+        for match in _NUMBER.finditer(_SAMPLE_TIME.sub(" ", _NOISE.sub(" ", text))):
             try:
                 value = float(match.group(1))
             except ValueError:  # pragma: no cover - the pattern only matches numbers
@@ -200,7 +214,7 @@ class Evidence:
             scale = _UNITS.get(unit)
             if scale is not None and scale != 1:
                 numbers.append(value * scale)
-        self._numbers = sorted(numbers)
+        return sorted(numbers)
 
     def has_name(self, name: str) -> bool:
         """``name`` occurs in the corpus, not as part of a longer name."""
