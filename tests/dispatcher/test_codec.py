@@ -68,16 +68,22 @@ def test_a_payload_encodes_as_its_dict_view_and_reads_back_equal(
         assert notification.received_at.utcoffset() == timedelta(0)
 
 
-def test_odd_text_and_mixed_groups_and_times_in_one_batch(notifications: Notifications) -> None:
-    (first,) = notifications("webhook_firing_single_alert")
-    odd = replace(
+def odd_one(first: IncidentNotification, **changes: Any) -> IncidentNotification:
+    """``first`` resolved, with text to escape, another group and another arrival time."""
+    return replace(
         first,
         labels={**first.labels, "team": "caf\u00e9 \U0001f525", "quote": 'a"b\\c\n'},
         ends_at=datetime(2026, 11, 22, 4, 0, tzinfo=UTC),
         status="resolved",
         group=replace(first.group, key='{}:{team="caf\u00e9"}'),
         received_at=datetime(2026, 11, 22, 5, 0, 0, 123456, tzinfo=UTC),
+        **changes,
     )
+
+
+def test_odd_text_and_mixed_groups_and_times_in_one_batch(notifications: Notifications) -> None:
+    (first,) = notifications("webhook_firing_single_alert")
+    odd = odd_one(first)
     batch = [first, odd, first]
     texts = notifications_to_json(batch)
     for text, notification in zip(texts, batch, strict=True):
@@ -90,15 +96,7 @@ def test_a_lone_surrogate_sends_the_payload_through_the_ascii_encoder(
     notifications: Notifications,
 ) -> None:
     (first,) = notifications("webhook_firing_single_alert")
-    odd = replace(
-        first,
-        labels={**first.labels, "team": "caf\u00e9 \U0001f525", "quote": 'a"b\\c\n'},
-        annotations={"summary": "\ud800 lone surrogate"},
-        ends_at=datetime(2026, 11, 22, 4, 0, tzinfo=UTC),
-        status="resolved",
-        group=replace(first.group, key='{}:{team="caf\u00e9"}'),
-        received_at=datetime(2026, 11, 22, 5, 0, 0, 123456, tzinfo=UTC),
-    )
+    odd = odd_one(first, annotations={"summary": "\ud800 lone surrogate"})
     batch = [first, odd, first]
     texts = notifications_to_json(batch)
     assert texts == [as_dict_text(notification) for notification in batch]
