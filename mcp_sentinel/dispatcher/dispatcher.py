@@ -56,8 +56,9 @@ class DispatchResult:
 
 
 class _QueueWrite:
-    """One payload's ``put_all`` in progress. Its future is made only for a payload that has
-    to wait for it: most writes are waited on by nobody (and the memory queue's never)."""
+    """One payload's ``put_all`` in progress, on a queue whose write suspends (a durable one).
+    Its future is made only for a payload that has to wait for it: most writes are waited on
+    by nobody."""
 
     __slots__ = ("_future",)
 

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from mcp_sentinel.models import Incident
@@ -109,12 +109,17 @@ class WaitingIncidents:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def push_all(self, incidents: Iterable[Incident]) -> None:
-        count = 0
-        for incident in incidents:
-            heapq.heappush(self._heap, (priority_of(incident), next(self._sequence), incident))
-            count += 1
-        self._wake(count)
+    def push_all(
+        self, incidents: Sequence[Incident], priorities: Sequence[int] | None = None
+    ) -> None:
+        """Queue ``incidents``; ``priorities`` are their ``priority_of``, when the caller has
+        them already (the durable queue computes them for its rows)."""
+        if priorities is None:
+            priorities = [priority_of(incident) for incident in incidents]
+        heap, sequence = self._heap, self._sequence
+        for priority, incident in zip(priorities, incidents, strict=True):
+            heapq.heappush(heap, (priority, next(sequence), incident))
+        self._wake(len(incidents))
 
     async def get(self) -> Incident:
         while not self._heap:

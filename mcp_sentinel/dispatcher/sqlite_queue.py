@@ -314,10 +314,11 @@ class SqliteQueueBackend:
         texts = notifications_to_json([incident.notification for incident in incidents])
         first_seq = self._next_seq
         self._next_seq += len(incidents)  # a failed write leaves a gap, which is harmless
+        priorities = [priority_of(incident) for incident in incidents]
         rows = [
-            (seq, incident.incident_id, priority_of(incident), incident.card.resource, text, now)
-            for seq, incident, text in zip(
-                range(first_seq, self._next_seq), incidents, texts, strict=True
+            (seq, incident.incident_id, priority, incident.card.resource, text, now)
+            for seq, incident, priority, text in zip(
+                range(first_seq, self._next_seq), incidents, priorities, texts, strict=True
             )
         ]
         dedupe = self._dedupe
@@ -344,7 +345,7 @@ class SqliteQueueBackend:
             for seq, incident in enumerate(incidents, first_seq):
                 self._rows[incident.incident_id] = seq
             self._unfinished.add(len(incidents))
-            self._waiting.push_all(incidents)
+            self._waiting.push_all(incidents, priorities)
             if dedupe is not None and dedupe_write is not None:
                 dedupe.committed(dedupe_write)
 
