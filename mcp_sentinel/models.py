@@ -204,6 +204,21 @@ class Incident:
     traceparent: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadOrigin:
+    """The webhook payload a batch of incidents came from, as it arrived.
+
+    ``body`` is an Alertmanager webhook payload (version 4), byte for byte; ``positions[i]`` is
+    the index in its ``alerts`` of the alert that ``incidents[i]`` of the batch was made from
+    (``WebhookPayload.notifications`` keeps the payload's order). A durable queue may keep the
+    body once for the whole batch, rather than encode every alert again, and parse it anew
+    after a restart (with ``received_at`` and ``source`` from the notifications).
+    """
+
+    body: bytes
+    positions: list[int]
+
+
 class DispatchOutcome(StrEnum):
     """What ``dispatch`` did with one notification."""
 

@@ -28,7 +28,13 @@ from mcp_sentinel.dispatcher.dedupe import DedupeStore
 from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.queue import QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
-from mcp_sentinel.models import DedupeKey, DispatchOutcome, Incident, IncidentNotification
+from mcp_sentinel.models import (
+    DedupeKey,
+    DispatchOutcome,
+    Incident,
+    IncidentNotification,
+    PayloadOrigin,
+)
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.telemetry.tracing import current_traceparent
 
@@ -167,12 +173,16 @@ class Dispatcher:
         # (handing it to the group would wrap it in an ExceptionGroup).
         await self._task_group.__aexit__(None, None, None)
 
-    async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult:
+    async def dispatch(
+        self, notifications: Sequence[IncidentNotification], *, body: bytes | None = None
+    ) -> DispatchResult:
         """Route, dedupe and queue one batch (one webhook payload): all of it or none of it.
 
         A batch that the queue cannot take whole is REJECTED whole and nothing of it is
         remembered, so the sender's retry is treated as new. Unrouted alerts are counted and
-        logged; they are not queued.
+        logged; they are not queued. ``body``, for a batch parsed from a webhook payload, is
+        that payload as it arrived (``notifications[i]`` from its ``alerts[i]``): the queue
+        gets it with the queued incidents' places in it (``PayloadOrigin``).
         """
         if not self.accepting:
             return self._finish([DispatchOutcome.REJECTED] * len(notifications))
@@ -194,11 +204,12 @@ class Dispatcher:
         outcomes: list[DispatchOutcome] = []
         fresh: list[Incident] = []
         fresh_keys: list[DedupeKey] = []
+        positions: list[int] = []
         batch_keys: set[DedupeKey] = set()
         unrouted: list[str] = []
         traceparent = current_traceparent()
         now = time.monotonic()
-        for notification in notifications:
+        for position, notification in enumerate(notifications):
             key = notification.dedupe_key
             if key in batch_keys or self._dedupe.seen(key):
                 outcomes.append(DispatchOutcome.DUPLICATE)
@@ -210,6 +221,7 @@ class Dispatcher:
                 continue
             batch_keys.add(key)
             fresh_keys.append(key)
+            positions.append(position)
             fresh.append(
                 Incident(notification, card, enqueued_monotonic=now, traceparent=traceparent)
             )
@@ -226,10 +238,11 @@ class Dispatcher:
                 + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
             )
         if fresh:
+            origin = PayloadOrigin(body, positions) if body is not None else None
             if self._queue.writes_at_once:
-                taken = await self._queue.put_all(fresh)
+                taken = await self._queue.put_all(fresh, origin)
             else:
-                taken = await self._write(fresh, fresh_keys)
+                taken = await self._write(fresh, fresh_keys, origin)
             if not taken:
                 return self._finish([DispatchOutcome.REJECTED] * len(notifications))
             # No await since the write: a payload waiting on it sees these keys remembered.
@@ -240,14 +253,16 @@ class Dispatcher:
                         self._tracker.resolve(incident.notification.key)
         return self._finish(outcomes)
 
-    async def _write(self, fresh: list[Incident], keys: list[DedupeKey]) -> bool:
+    async def _write(
+        self, fresh: list[Incident], keys: list[DedupeKey], origin: PayloadOrigin | None
+    ) -> bool:
         """``put_all`` for a queue whose write suspends: while it is under way, its keys are
         in flight, and a payload holding one of them waits for the write's outcome."""
         write = _QueueWrite()
         for key in keys:
             self._in_flight[key] = write
         try:
-            return await self._queue.put_all(fresh)
+            return await self._queue.put_all(fresh, origin)
         finally:
             for key in keys:
                 del self._in_flight[key]

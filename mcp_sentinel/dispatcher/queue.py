@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol
 
-from mcp_sentinel.models import Incident
+from mcp_sentinel.models import Incident, PayloadOrigin
 
 _SEVERITY_RANK = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2, "info": 3}
 _DEFAULT_RANK = 2
@@ -61,7 +61,9 @@ class QueueBackend(Protocol):
     """Holds accepted incidents until a worker takes them.
 
     ``put_all`` takes every incident or none (returns False when it cannot take them all); a
-    durable backend returns only once they are committed. A worker calls ``get`` and then,
+    durable backend returns only once they are committed. ``origin``, when the batch came from
+    a webhook payload, is that payload's body and each incident's place in it: a backend may
+    store it instead of the incidents' notifications, or ignore it. A worker calls ``get`` and then,
     with the same incident, ``task_done`` once it is finished (done: never run again) or
     ``release`` when it was stopped before finishing (a durable backend runs it again after the
     next start). ``join`` returns when nothing is queued or in progress. Everything is called
@@ -79,7 +81,9 @@ class QueueBackend(Protocol):
 
     def depth(self) -> int: ...
 
-    async def put_all(self, incidents: Sequence[Incident]) -> bool: ...
+    async def put_all(
+        self, incidents: Sequence[Incident], origin: PayloadOrigin | None = None
+    ) -> bool: ...
 
     async def get(self) -> Incident: ...
 
@@ -165,7 +169,9 @@ class MemoryQueueBackend:
     def in_progress(self) -> int:
         return self._unfinished.count - len(self._waiting)
 
-    async def put_all(self, incidents: Sequence[Incident]) -> bool:
+    async def put_all(
+        self, incidents: Sequence[Incident], origin: PayloadOrigin | None = None
+    ) -> bool:
         # Nothing here awaits: the batch is queued whole before any worker runs.
         if len(self._waiting) + len(incidents) > self._capacity:
             return False

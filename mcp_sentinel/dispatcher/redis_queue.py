@@ -51,7 +51,7 @@ from mcp_sentinel.dispatcher.redis_entries import (
     incident_fields,
 )
 from mcp_sentinel.dispatcher.redis_scripts import INTAKE, RENEW, REQUEUE
-from mcp_sentinel.models import Incident, IncidentCard
+from mcp_sentinel.models import Incident, IncidentCard, PayloadOrigin
 
 _BLOCK_MS = 1000  # one blocking read; below the socket timeout
 _CLOSE_WAIT_SECONDS = 5.0
@@ -175,9 +175,12 @@ class RedisQueueBackend:
 
     # -- intake ----------------------------------------------------------------------------
 
-    async def put_all(self, incidents: Sequence[Incident]) -> bool:
+    async def put_all(
+        self, incidents: Sequence[Incident], origin: PayloadOrigin | None = None
+    ) -> bool:
         """All or nothing, atomically in Redis; see the module docstring. An incident whose
-        dedupe key another replica set first is not added (it is that replica's)."""
+        dedupe key another replica set first is not added (it is that replica's). ``origin``
+        is not used: each incident is its own stream entry."""
         if not incidents:
             return True
         if self._connection.problem is not None:

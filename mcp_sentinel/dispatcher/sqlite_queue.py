@@ -45,7 +45,7 @@ from mcp_sentinel.dispatcher.codec import (
 from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.queue import Unfinished, WaitingIncidents, priority_of
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
-from mcp_sentinel.models import DedupeKey, Incident, IncidentCard
+from mcp_sentinel.models import DedupeKey, Incident, IncidentCard, PayloadOrigin
 
 # Expired dedupe rows are deleted inside an intake transaction at most this often.
 _PURGE_EVERY_SECONDS = 60.0
@@ -302,7 +302,9 @@ class SqliteQueueBackend:
 
     # -- the queue -------------------------------------------------------------------------
 
-    async def put_all(self, incidents: Sequence[Incident]) -> bool:
+    async def put_all(
+        self, incidents: Sequence[Incident], origin: PayloadOrigin | None = None
+    ) -> bool:
         """Commit every incident (and its dedupe key) in one transaction, or none; False when
         the queue is full or the database refuses the write (the database logs why)."""
         waiting = len(self._waiting) + self._reserved

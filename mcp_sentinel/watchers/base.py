@@ -27,7 +27,12 @@ class Intake(Protocol):
         starting or stopping (a full disk, an unwritable audit log); None otherwise."""
         ...
 
-    async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult: ...
+    async def dispatch(
+        self, notifications: Sequence[IncidentNotification], *, body: bytes | None = None
+    ) -> DispatchResult:
+        """``body``: the webhook payload the notifications were parsed from, as it arrived
+        (``notifications[i]`` from its ``alerts[i]``); None from any other source."""
+        ...
 
 
 class Watcher(Protocol):

@@ -189,11 +189,11 @@ class AlertmanagerWebhook:
             with self._tracer.start_as_current_span(
                 "dispatch", attributes={"sentinel.alerts": len(notifications)}
             ) as span:
-                result = await self._intake.dispatch(notifications)
+                result = await self._intake.dispatch(notifications, body=body)
                 for outcome in (DispatchOutcome.QUEUED, DispatchOutcome.DUPLICATE):
                     span.set_attribute(f"sentinel.{outcome.value}", result.count(outcome))
         else:
-            result = await self._intake.dispatch(notifications)
+            result = await self._intake.dispatch(notifications, body=body)
         if not result.accepted:
             return self._unavailable(
                 f"cannot take {len(notifications)} alert(s) now (queue full or shutting down); "

@@ -141,7 +141,9 @@ class ClosedIntake:
 
     accepting = False
 
-    async def dispatch(self, notifications: Sequence[IncidentNotification]) -> DispatchResult:
+    async def dispatch(
+        self, notifications: Sequence[IncidentNotification], *, body: bytes | None = None
+    ) -> DispatchResult:
         return DispatchResult(tuple(DispatchOutcome.REJECTED for _ in notifications))
 
 
