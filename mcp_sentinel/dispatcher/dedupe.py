@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Protocol
 
 
@@ -58,6 +58,13 @@ class DedupeCache:
         expiry = self._expiry.get(key)
         return expiry is not None and expiry > self._clock()
 
+    def fresh(self, keys: Sequence[Hashable]) -> list[bool]:
+        """``not seen(key)`` for each of ``keys``, with one reading of the clock (a payload's
+        keys: the clock once per payload, not per alert)."""
+        now = self._clock()
+        expiry_of = self._expiry.get
+        return [(expiry := expiry_of(key)) is None or expiry <= now for key in keys]
+
     def remember(self, key: Hashable) -> None:
         """Remember ``key`` for one TTL from now (from first sight: repeats do not extend it)."""
         self.remember_all((key,))
@@ -84,6 +91,19 @@ class DedupeCache:
         if expiry > self._clock():
             self._expiry[key] = expiry
             self._next_expiry = min(self._next_expiry, expiry)
+
+    def restore_all(self, keys: Iterable[Hashable], expiry: float) -> None:
+        """``restore`` each of ``keys`` with the one ``expiry`` (a payload's keys), reading the
+        clock once."""
+        if expiry <= self._clock():
+            return
+        entries = self._expiry
+        added = False
+        for key in keys:
+            entries[key] = expiry
+            added = True
+        if added and expiry < self._next_expiry:
+            self._next_expiry = expiry
 
     def expiry_of(self, key: Hashable) -> float | None:
         return self._expiry.get(key)

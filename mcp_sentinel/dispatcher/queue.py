@@ -22,9 +22,14 @@ _SEVERITY_RANK = {"critical": 0, "page": 0, "high": 1, "error": 1, "warning": 2,
 _DEFAULT_RANK = 2
 
 
+_rank_of = _SEVERITY_RANK.get
+
+
 def priority_of(incident: Incident) -> int:
     """Lower runs first: by the alert's ``severity`` label."""
-    return _SEVERITY_RANK.get(incident.notification.severity.lower(), _DEFAULT_RANK)
+    # The label read directly, not through ``IncidentNotification.severity``: this runs for
+    # every alert a queue takes, and the property call is a third of its cost.
+    return _rank_of(incident.notification.labels.get("severity", "").lower(), _DEFAULT_RANK)
 
 
 class Unfinished:

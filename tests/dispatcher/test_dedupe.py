@@ -65,3 +65,19 @@ def test_a_payloads_keys_are_remembered_together_with_one_expiry() -> None:
     assert len(cache) == 2 and not cache.seen("a") and cache.seen("c")
     cache.remember_all([])
     assert len(cache) == 2
+
+
+def test_fresh_and_restore_all_agree_with_seen_and_restore() -> None:
+    clock = Clock()
+    cache = DedupeCache(10, clock=clock)
+    cache.remember("old")
+    clock.now += 5
+    cache.restore_all(["a", "b"], clock.now + 10)
+    cache.restore_all(["gone"], clock.now - 1)  # expired already: ignored
+    assert cache.fresh(["old", "a", "b", "gone", "never"]) == [False, False, False, True, True]
+    clock.now += 6  # "old" expired, "a" and "b" not yet
+    assert cache.fresh(["old", "a", "never"]) == [not cache.seen(k) for k in ["old", "a", "never"]]
+    assert cache.fresh(["old", "a"]) == [True, False]
+    assert cache.purge() == 1 and len(cache) == 2
+    clock.now += 5
+    assert cache.purge() == 2 and len(cache) == 0
