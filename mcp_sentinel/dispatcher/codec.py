@@ -18,7 +18,8 @@ from pydantic_core import PydanticSerializationError, TzInfo, to_json
 
 from mcp_sentinel.models import AlertGroup, DedupeKey, IncidentNotification
 
-_SOURCES = frozenset({"webhook", "prometheus", "alertmanager", "replay"})
+#: The sources a stored notification may name (``models.Source``).
+SOURCES = frozenset({"webhook", "prometheus", "alertmanager", "replay"})
 
 
 # The fallback encoder: ASCII, so a stray surrogate in a label cannot make a row impossible to
@@ -138,7 +139,7 @@ def notification_from_json(text: str) -> IncidentNotification:
         group = data["group"]
         status = data["status"]
         source = data["source"]
-        if status not in ("firing", "resolved") or source not in _SOURCES:
+        if status not in ("firing", "resolved") or source not in SOURCES:
             raise ValueError(f"unknown status {status!r} or source {source!r}")
         return IncidentNotification(
             fingerprint=str(data["fingerprint"]),

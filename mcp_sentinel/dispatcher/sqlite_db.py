@@ -7,16 +7,24 @@ the schema. Every statement runs on that thread, in submission order, one transa
 time: the event loop only awaits futures and never touches the disk. Leaving waits for what was
 submitted, closes the connection and releases the lock.
 
-Tables (``SCHEMA_VERSION`` 3):
+Tables (``SCHEMA_VERSION`` 4):
 
-- ``incidents``: accepted incidents not finished yet (``dispatcher.sqlite_queue``). A row is
-  found by its ``seq``, which the queue assigns and keeps in memory, not by an index on the
-  random incident id: that index, and AUTOINCREMENT's bookkeeping, each cost about as much as
-  the row itself on a storm's intake. Schema 2 had both; a schema 2 file is migrated on open;
-- ``dedupe``: dedupe keys with their wall-clock expiry (``dispatcher.sqlite_queue``). Keys are
-  unique by the store's contract (it writes only keys its memory has not seen), not by an
-  index: an index on random fingerprints made each insert touch a random page, and cost a
-  third of the intake's write. Schema 1 had that index; a schema 1 file is migrated on open;
+- ``payloads``: accepted webhook payloads, each stored once as the body that arrived, with its
+  queued incidents encoded in one value and the expiry of its dedupe keys, which are read from
+  the body (``dispatcher.sqlite_payloads``): intake writes one row per payload, not one per
+  alert. Schema 4 added it; a schema 3 file is migrated on open and its rows load as before;
+- ``payload_incidents``: a claimed or done incident of a payload, by (payload, position), one
+  small row per change, written at investigation rate (``dispatcher.sqlite_payloads``);
+- ``incidents``: accepted incidents that came without a payload body (the pollers, replay),
+  not finished yet (``dispatcher.sqlite_queue``). A row is found by its ``seq``, which the
+  queue assigns and keeps in memory, not by an index on the random incident id: that index,
+  and AUTOINCREMENT's bookkeeping, each cost about as much as the row itself on a storm's
+  intake. Schema 2 had both; a schema 2 file is migrated on open;
+- ``dedupe``: dedupe keys with their wall-clock expiry, except those of payloads (which the
+  ``payloads`` rows keep): the pollers' and ``remember_all``'s (``dispatcher.sqlite_queue``).
+  Keys are unique by the store's contract (it writes only keys its memory has not seen), not
+  by an index: an index on random fingerprints made each insert touch a random page, and cost
+  a third of the intake's write. Schema 1 had that index; a schema 1 file is migrated on open;
 - ``outbox``: deliveries waiting for their sink's acknowledgement (``sinks.outbox``);
 - ``meta``: the schema version.
 
@@ -51,7 +59,7 @@ from mcp_sentinel.errors import SentinelError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,6 +90,27 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_sink ON outbox (sink, id);
+CREATE TABLE IF NOT EXISTS payloads (
+    seq INTEGER PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'finished', 'unreadable')),
+    source TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    keys_expire_at REAL NOT NULL,
+    incident_count INTEGER NOT NULL,
+    incidents TEXT NOT NULL,
+    dedupe_keys TEXT,
+    body BLOB
+);
+CREATE INDEX IF NOT EXISTS payloads_finished_by_expiry ON payloads (keys_expire_at)
+    WHERE state = 'finished';
+CREATE TABLE IF NOT EXISTS payload_incidents (
+    payload INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('claimed', 'done')),
+    claimed_by TEXT,
+    PRIMARY KEY (payload, position)
+) WITHOUT ROWID;
 """
 
 # Schema 1 -> 2: the dedupe table loses its primary key (see the module docstring).
@@ -122,7 +151,14 @@ ALTER TABLE incidents_v3 RENAME TO incidents;
 UPDATE meta SET value = '3' WHERE key = 'schema';
 """
 
-_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3}
+# Schema 3 -> 4: the payloads and payload_incidents tables are new, and ``_SCHEMA`` (run before
+# the migrations) has created them; the incidents and dedupe rows of schema 3 stay as they are
+# and load as before.
+_MIGRATE_3_TO_4 = """
+UPDATE meta SET value = '4' WHERE key = 'schema';
+"""
+
+_MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4}
 
 
 class StorageError(SentinelError, OSError):

@@ -1,28 +1,42 @@
-"""The durable queue and dedupe state: ``SqliteQueueBackend`` and ``SqliteDedupeStore``.
+"""The durable queue: ``SqliteQueueBackend``, a ``QueueBackend`` kept in the state database.
 
-Both keep a mirror in memory (the waiting incidents in priority order; the unexpired dedupe
-keys), so ``get``, ``depth`` and ``seen`` never wait on the disk; the database is the truth
-after a restart. All their statements run on the database's thread (``sqlite_db``).
+It keeps the waiting incidents in memory in priority order, so ``get`` and ``depth`` never
+wait on the disk; the database is the truth after a restart. All its statements run on the
+database's thread (``sqlite_db``). An accepted batch is stored in one of two ways:
 
-A row of ``incidents`` lives like this:
+- a webhook payload (``put_all`` given its ``PayloadOrigin``) is one row of ``payloads``: the
+  body as it arrived, its queued incidents encoded once, the expiry of their dedupe keys,
+  which are read back from the body. Its incidents' claims and completions are rows of
+  ``payload_incidents``. The layout and the life of those rows: ``sqlite_payloads``;
+- a batch without a body (the pollers, replay) is a row of ``incidents`` per incident, with
+  its notification as JSON (``codec``), and a ``dedupe`` row per new key.
 
-- ``put_all`` inserts the rows as ``queued`` in one transaction, together with their dedupe
-  rows when the queue was given the dedupe store, and answers True only after the commit;
+Either way ``put_all`` writes the batch (and, when the queue was given the dedupe store, its
+dedupe keys) in one transaction and answers True only after the commit; the memory mirror is
+updated once the commit is done. A row of ``incidents`` lives like this:
+
+- ``put_all`` inserts the rows as ``queued``;
 - ``get`` claims the row (``claimed``, ``claimed_by`` this process);
 - ``task_done`` deletes it; ``release`` puts it back to ``queued`` for the next start. The sink
   outbox deletes it too, in the same transaction that stores the incident's deliveries
   (``completion``, run by ``sinks.outbox``): from that commit on, the incident is delivered,
-  never investigated again.
+  never investigated again. An incident of a payload goes the same way, with its row of
+  ``payload_incidents`` (``claimed``, then ``done``; ``release`` deletes the claim).
 
-The queue assigns each row its ``seq`` (the arrival order, after the highest one found at
-``open``) and keeps incident id -> seq in memory while it holds the incident, so every later
-statement finds the row by its primary key: the table has no index on the incident id.
+The queue assigns each incident its ``seq`` (the arrival order, after the highest one found at
+``open``; a payload's incidents take consecutive ones, the first is the payload row's key) and
+keeps where each incident it holds is stored in memory, so every later statement finds its row
+by its primary key: neither table has an index on the incident id. Nothing of a payload's body
+is kept in memory after its write.
 
-Recovery (``open``, before the workers start): rows ``claimed`` by an earlier process were cut
-off mid-investigation, so they go back to ``queued``; every ``queued`` row is then loaded in
-priority and arrival order, keeping its incident id. A row whose card is no longer configured
-goes to the default card or, without one, is logged as unrouted and deleted; a row this version
-cannot read is kept as ``unreadable`` and named in the log at every start.
+Recovery (``open``, before the workers start): incidents ``claimed`` by an earlier process were
+cut off mid-investigation, so they are queued again (counted as resumed); every queued incident
+of either table, not done, is then loaded in priority and arrival order, keeping its incident
+id. An incident whose card is no longer configured goes to the default card or, without one,
+is logged as unrouted and finished; a row this version cannot read (a notification, or a
+payload's body or incidents) is kept as ``unreadable``, never half-loaded, and named in the log;
+the unreadable rows are counted at every start. A payload none of whose incidents is left to
+run is finished then.
 """
 
 from __future__ import annotations
@@ -31,139 +45,76 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from loguru import logger
 
-from mcp_sentinel.dispatcher.codec import (
-    key_from_row,
-    key_to_row,
-    notification_from_json,
-    notifications_to_json,
-)
-from mcp_sentinel.dispatcher.dedupe import DedupeCache
+from mcp_sentinel.dispatcher import sqlite_payloads
+from mcp_sentinel.dispatcher.codec import notification_from_json, notifications_to_json
 from mcp_sentinel.dispatcher.queue import Unfinished, WaitingIncidents, priority_of
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
-from mcp_sentinel.models import DedupeKey, Incident, IncidentCard, PayloadOrigin
-
-# Expired dedupe rows are deleted inside an intake transaction at most this often.
-_PURGE_EVERY_SECONDS = 60.0
-
-DedupeRow = tuple[str, str, str, float]
-
-
-class SqliteDedupeStore:
-    """Implements ``DedupeStore`` on the ``dedupe`` table. Expiry is wall-clock time, since
-    a monotonic clock does not survive a restart. Owned by the app; call ``open`` first."""
-
-    def __init__(
-        self, db: SqliteDatabase, ttl_seconds: float, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._db = db
-        self._ttl = ttl_seconds
-        self._clock = clock
-        self._cache = DedupeCache(ttl_seconds, clock=clock)
-        self._last_purge = 0.0
-
-    async def open(self) -> int:
-        """Drop expired rows and load the others; returns how many were loaded."""
-        now = self._clock()
-
-        def load(connection: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
-            connection.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
-            return connection.execute(
-                "SELECT fingerprint, starts_at, status, expires_at FROM dedupe ORDER BY expires_at"
-            ).fetchall()
-
-        rows = await self._db.transaction(load, what="load the dedupe keys")
-        self._last_purge = now
-        for fingerprint, starts_at, status, expires_at in rows:
-            self._cache.restore(key_from_row(fingerprint, starts_at, status), expires_at)
-        return len(rows)
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-    def seen(self, key: Hashable) -> bool:
-        return self._cache.seen(key)
-
-    def remember_all(self, keys: Iterable[Hashable]) -> None:
-        """Remember ``keys``; written by the database thread without waiting, in one
-        transaction. A key the queue already wrote with its incident (the dispatcher's path)
-        is not written twice."""
-        cache = self._cache
-        new = [key for key in keys if not cache.seen(key)]
-        if not new:
-            return
-        cache.remember_all(new)
-        rows = []
-        for key in new:
-            expiry = cache.expiry_of(key)
-            assert expiry is not None
-            rows.append((*key_to_row(key), expiry))  # type: ignore[arg-type]
-
-        def write(connection: sqlite3.Connection) -> None:
-            connection.executemany(_INSERT_DEDUPE, rows)
-
-        self._db.submit(write, what=f"remember {len(rows)} dedupe key(s)")
-
-    # -- used by SqliteQueueBackend inside its intake transaction --------------------------
-
-    def new_keys(self, keys: Sequence[DedupeKey]) -> DedupeWrite:
-        """The keys of ``keys`` not remembered yet, with the expiry they get when written."""
-        return DedupeWrite(
-            [key for key in keys if not self._cache.seen(key)], self._clock() + self._ttl
-        )
-
-    def purge_due(self) -> float | None:
-        """The cut-off for deleting expired rows in this transaction, or None (not yet due)."""
-        now = self._clock()
-        if now - self._last_purge < _PURGE_EVERY_SECONDS:
-            return None
-        self._last_purge = now
-        return now
-
-    def committed(self, write: DedupeWrite) -> None:
-        """The rows of ``write`` are in the database: mirror them."""
-        self._cache.purge()
-        for key in write.keys:
-            self._cache.restore(key, write.expiry)
-
-
-@dataclass(frozen=True, slots=True)
-class DedupeWrite:
-    """Dedupe keys to write in an intake transaction, all with one expiry."""
-
-    keys: list[DedupeKey]
-    expiry: float
-
-    def rows(self) -> list[DedupeRow]:
-        return [(*key_to_row(key), self.expiry) for key in self.keys]
-
-
-_INSERT_DEDUPE = (
-    "INSERT INTO dedupe (fingerprint, starts_at, status, expires_at) VALUES (?, ?, ?, ?)"
+from mcp_sentinel.dispatcher.sqlite_dedupe import INSERT_DEDUPE, SqliteDedupeStore, purge
+from mcp_sentinel.dispatcher.sqlite_payloads import OpenPayload, PayloadIncidents, StoredPayload
+from mcp_sentinel.models import (
+    Incident,
+    IncidentCard,
+    IncidentNotification,
+    PayloadOrigin,
 )
+
+Statement = Callable[[sqlite3.Connection], None]
 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
     """What ``SqliteQueueBackend.open`` found from an earlier process."""
 
-    resumed: int  # claimed rows: cut off mid-investigation, queued again
-    queued: int  # rows loaded (the resumed ones included)
-    rerouted: int  # rows whose card is gone, given to the default card
-    unrouted: int  # rows whose card is gone, with no default card: logged and deleted
-    unreadable: int  # rows this version cannot read, kept for a human
+    resumed: int  # claimed incidents: cut off mid-investigation, queued again
+    queued: int  # incidents loaded (the resumed ones included)
+    rerouted: int  # incidents whose card is gone, given to the default card
+    unrouted: int  # incidents whose card is gone, with no default card: logged and finished
+    unreadable: int  # rows (incidents or payloads) this version cannot read, kept for a human
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What the recovery transaction read."""
+
+    resumed: int
+    rows: list[tuple[int, str, int, str, str, float]]
+    payloads: list[StoredPayload]
+    unreadable: int
+    last_seq: int
+
+
+@dataclass(slots=True)
+class _Unloadable:
+    """What the recovery could not queue, to settle in one transaction."""
+
+    broken_rows: list[int]
+    unrouted_rows: list[int]
+    broken_payloads: list[int]
+    unrouted_places: list[tuple[int, int]]
+    finished: list[OpenPayload]
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.broken_rows
+            or self.unrouted_rows
+            or self.broken_payloads
+            or self.unrouted_places
+            or self.finished
+        )
 
 
 class SqliteQueueBackend:
-    """Implements ``QueueBackend`` on the ``incidents`` table. Owned by the app; call ``open``
+    """Implements ``QueueBackend`` on the state database. Owned by the app; call ``open``
     before the workers start. ``cards`` are the configured incident cards, by which stored
     incidents find their card again.
 
-    With ``dedupe`` (the store on the same database), ``put_all`` also writes the incidents'
+    With ``dedupe`` (the store on the same database), ``put_all`` also stores the incidents'
     dedupe keys in its transaction, so a payload is taken and remembered in one commit.
     """
 
@@ -191,7 +142,10 @@ class SqliteQueueBackend:
         self._waiting = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
-        self._rows: dict[str, int] = {}  # incident id -> seq, from put_all to task_done/release
+        # Where each incident the queue holds is stored, from put_all to task_done/release:
+        # its seq in ``incidents``, or its payload and position.
+        self._rows: dict[str, int] = {}
+        self._places: dict[str, tuple[OpenPayload, int]] = {}
         self._next_seq = 1  # set by open, from the rows an earlier process left
         self.recovered: list[Incident] = []
 
@@ -213,35 +167,13 @@ class SqliteQueueBackend:
 
     async def open(self) -> Recovery:
         """Release earlier claims and load what waits; see the module docstring."""
-
-        def load(
-            connection: sqlite3.Connection,
-        ) -> tuple[int, list[tuple[int, str, str, str, float]], int, int]:
-            resumed = connection.execute(
-                "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE state = 'claimed'"
-            ).rowcount
-            rows = connection.execute(
-                "SELECT seq, incident_id, card, notification, enqueued_at FROM incidents "
-                "WHERE state = 'queued' ORDER BY priority, seq"
-            ).fetchall()
-            (unreadable,) = connection.execute(
-                "SELECT count(*) FROM incidents WHERE state = 'unreadable'"
-            ).fetchone()
-            (last_seq,) = connection.execute(
-                "SELECT coalesce(max(seq), 0) FROM incidents"
-            ).fetchone()
-            return resumed, rows, unreadable, last_seq
-
-        resumed, rows, unreadable, last_seq = await self._db.transaction(
-            load, what="load the queue"
-        )
-        self._next_seq = last_seq + 1
+        found = await self._db.transaction(_load_queue, what="load the queue")
+        self._next_seq = found.last_seq + 1
         now, monotonic_now = self._clock(), time.monotonic()
-        incidents: list[Incident] = []
-        broken: list[int] = []
-        unrouted: list[int] = []
+        loaded: list[tuple[int, int, Incident]] = []  # (priority, seq, incident)
+        unloadable = _Unloadable([], [], [], [], [])
         rerouted = 0
-        for seq, incident_id, card_name, stored, enqueued_at in rows:
+        for seq, incident_id, priority, card_name, stored, enqueued_at in found.rows:
             try:
                 notification = notification_from_json(stored)
             except ValueError as exc:
@@ -252,53 +184,100 @@ class SqliteQueueBackend:
                     error=exc,
                     path=self._db.path,
                 )
-                broken.append(seq)
+                unloadable.broken_rows.append(seq)
                 continue
-            card = self._cards.get(card_name)
+            card, moved = self._card_again(card_name, notification, incident_id)
+            rerouted += moved
             if card is None:
-                card = self._default_card
-                if card is None:
-                    logger.error(
-                        "unrouted alert {alertname} (fingerprint {fingerprint}, incident "
-                        "{incident_id}): queued for card {card}, which is no longer configured, "
-                        "and no default card is configured; not investigated",
-                        alertname=notification.alertname or "<no alertname>",
-                        fingerprint=notification.fingerprint,
-                        incident_id=incident_id,
-                        card=card_name,
-                    )
-                    unrouted.append(seq)
-                    continue
-                logger.warning(
-                    "incident {incident_id} was queued for card {card}, which is no longer "
-                    "configured: the default card {default} takes it",
-                    incident_id=incident_id,
-                    card=card_name,
-                    default=card.resource,
-                )
-                rerouted += 1
+                unloadable.unrouted_rows.append(seq)
+                continue
             waited = max(0.0, now - float(enqueued_at))
-            incidents.append(Incident(notification, card, incident_id, monotonic_now - waited))
+            loaded.append(
+                (priority, seq, Incident(notification, card, incident_id, monotonic_now - waited))
+            )
             self._rows[incident_id] = seq
-        if broken or unrouted:
+        for payload_row in found.payloads:
+            try:
+                read = sqlite_payloads.read_payload(payload_row)
+            except ValueError as exc:
+                logger.error(
+                    "queued payload {seq} cannot be read ({error}); its incidents ({ids}) are "
+                    "kept in {path} as unreadable",
+                    seq=payload_row.seq,
+                    error=exc,
+                    ids=_some_ids(payload_row.incidents),
+                    path=self._db.path,
+                )
+                unloadable.broken_payloads.append(payload_row.seq)
+                continue
+            payload = OpenPayload(payload_row.seq, 0, read.keys, payload_row.keys_expire_at)
+            waited = max(0.0, now - float(payload_row.enqueued_at))
+            for item in read.waiting:
+                card, moved = self._card_again(item.card, item.notification, item.incident_id)
+                rerouted += moved
+                if card is None:
+                    unloadable.unrouted_places.append((payload.seq, item.position))
+                    continue
+                incident = Incident(
+                    item.notification, card, item.incident_id, monotonic_now - waited
+                )
+                loaded.append((item.priority, item.seq, incident))
+                self._places[item.incident_id] = (payload, item.position)
+                payload.unfinished += 1
+            if payload.unfinished == 0:
+                unloadable.finished.append(payload)
+        if unloadable:
             await self._db.transaction(
-                lambda connection: _settle_unloadable(connection, broken, unrouted),
+                lambda connection: _settle_unloadable(connection, unloadable, now),
                 what="set aside unloadable incidents",
             )
+        loaded.sort(key=lambda item: (item[0], item[1]))
+        incidents = [incident for _, _, incident in loaded]
         self._unfinished.add(len(incidents))
-        self._waiting.push_all(incidents)
+        self._waiting.push_all(incidents, [priority for priority, _, _ in loaded])
         self.recovered = incidents
-        recovery = Recovery(resumed, len(incidents), rerouted, len(unrouted), unreadable)
-        if resumed or incidents or unreadable or broken:
+        broken = len(unloadable.broken_rows) + len(unloadable.broken_payloads)
+        unrouted = len(unloadable.unrouted_rows) + len(unloadable.unrouted_places)
+        recovery = Recovery(found.resumed, len(incidents), rerouted, unrouted, found.unreadable)
+        if found.resumed or incidents or found.unreadable or broken:
             logger.info(
                 "queue recovered from {path}: {queued} incident(s) to investigate ({resumed} cut "
                 "off mid-investigation); {unreadable} unreadable row(s) kept",
                 path=self._db.path,
                 queued=len(incidents),
-                resumed=resumed,
-                unreadable=unreadable + len(broken),
+                resumed=found.resumed,
+                unreadable=found.unreadable + broken,
             )
         return recovery
+
+    def _card_again(
+        self, card_name: str, notification: IncidentNotification, incident_id: str
+    ) -> tuple[IncidentCard | None, bool]:
+        """The card a stored incident goes to now, and whether it is not the one it was queued
+        for; None (logged as unrouted) when its card is gone and there is no default card."""
+        card = self._cards.get(card_name)
+        if card is not None:
+            return card, False
+        card = self._default_card
+        if card is None:
+            logger.error(
+                "unrouted alert {alertname} (fingerprint {fingerprint}, incident "
+                "{incident_id}): queued for card {card}, which is no longer configured, "
+                "and no default card is configured; not investigated",
+                alertname=notification.alertname or "<no alertname>",
+                fingerprint=notification.fingerprint,
+                incident_id=incident_id,
+                card=card_name,
+            )
+            return None, False
+        logger.warning(
+            "incident {incident_id} was queued for card {card}, which is no longer "
+            "configured: the default card {default} takes it",
+            incident_id=incident_id,
+            card=card_name,
+            default=card.resource,
+        )
+        return card, True
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -306,12 +285,70 @@ class SqliteQueueBackend:
         self, incidents: Sequence[Incident], origin: PayloadOrigin | None = None
     ) -> bool:
         """Commit every incident (and its dedupe key) in one transaction, or none; False when
-        the queue is full or the database refuses the write (the database logs why)."""
+        the queue is full or the database refuses the write (the database logs why). With
+        ``origin`` the batch is stored as its payload's row; see the module docstring."""
         waiting = len(self._waiting) + self._reserved
         if waiting + len(incidents) > self._capacity:
             return False
         if not incidents:
             return True
+        if origin is not None and sqlite_payloads.shares_one_arrival(incidents):
+            write, committed = self._payload_write(incidents, origin)
+        else:
+            write, committed = self._rows_write(incidents)
+        self._reserved += len(incidents)
+        try:
+            await self._db.transaction(
+                write, what=f"queue {len(incidents)} incident(s)", on_commit=committed
+            )
+        except StorageError:
+            return False
+        finally:
+            self._reserved -= len(incidents)
+        return True
+
+    def _payload_write(
+        self, incidents: Sequence[Incident], origin: PayloadOrigin
+    ) -> tuple[Statement, Callable[[Any], None]]:
+        """The payload's one row, and the mirror of it once committed."""
+        now = self._clock()
+        seq = self._next_seq
+        self._next_seq += len(incidents)  # a failed write leaves a gap, which is harmless
+        priorities = [priority_of(incident) for incident in incidents]
+        dedupe = self._dedupe
+        if dedupe is not None:
+            fresh, dedupe_write = dedupe.split_new(
+                [incident.notification.dedupe_key for incident in incidents]
+            )
+            keys, expiry, purge_before = dedupe_write.keys, dedupe_write.expiry, dedupe.purge_due()
+        else:
+            fresh, dedupe_write = [False] * len(incidents), None
+            keys, expiry, purge_before = [], 0.0, None
+        positions = origin.positions
+        columns = PayloadIncidents.of(incidents, positions, priorities, fresh)
+        row = sqlite_payloads.payload_row(
+            seq, origin, incidents, columns, enqueued_at=now, keys_expire_at=expiry
+        )
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute(sqlite_payloads.INSERT_PAYLOAD, row)
+            if purge_before is not None:
+                purge(connection, purge_before)
+
+        def committed(_: None) -> None:
+            payload = OpenPayload(seq, len(incidents), keys, expiry)
+            places = self._places
+            for incident_id, position in zip(columns.incident_ids, positions, strict=True):
+                places[incident_id] = (payload, position)
+            self._unfinished.add(len(incidents))
+            self._waiting.push_all(incidents, priorities)
+            if dedupe is not None and dedupe_write is not None:
+                dedupe.committed(dedupe_write)
+
+        return write, committed
+
+    def _rows_write(self, incidents: Sequence[Incident]) -> tuple[Statement, Callable[[Any], None]]:
+        """A row per incident and per new dedupe key, and the mirror of them once committed."""
         now = self._clock()
         texts = notifications_to_json([incident.notification for incident in incidents])
         first_seq = self._next_seq
@@ -339,9 +376,9 @@ class SqliteQueueBackend:
                 rows,
             )
             if dedupe_rows:
-                connection.executemany(_INSERT_DEDUPE, dedupe_rows)
+                connection.executemany(INSERT_DEDUPE, dedupe_rows)
             if purge_before is not None:
-                connection.execute("DELETE FROM dedupe WHERE expires_at <= ?", (purge_before,))
+                purge(connection, purge_before)
 
         def committed(_: None) -> None:
             for seq, incident in enumerate(incidents, first_seq):
@@ -351,26 +388,27 @@ class SqliteQueueBackend:
             if dedupe is not None and dedupe_write is not None:
                 dedupe.committed(dedupe_write)
 
-        self._reserved += len(incidents)
-        try:
-            await self._db.transaction(
-                write, what=f"queue {len(incidents)} incident(s)", on_commit=committed
-            )
-        except StorageError:
-            return False
-        finally:
-            self._reserved -= len(incidents)
-        return True
+        return write, committed
 
     async def get(self) -> Incident:
         incident = await self._waiting.get()
-        seq, owner = self._rows[incident.incident_id], self._owner
+        owner = self._owner
+        place = self._places.get(incident.incident_id)
+        claim: Statement
+        if place is not None:
+            seq, position = place[0].seq, place[1]
 
-        def claim(connection: sqlite3.Connection) -> None:
-            connection.execute(
-                "UPDATE incidents SET state = 'claimed', claimed_by = ? WHERE seq = ?",
-                (owner, seq),
-            )
+            def claim(connection: sqlite3.Connection) -> None:
+                sqlite_payloads.claim(connection, seq, position, owner)
+
+        else:
+            row = self._rows[incident.incident_id]
+
+            def claim(connection: sqlite3.Connection) -> None:
+                connection.execute(
+                    "UPDATE incidents SET state = 'claimed', claimed_by = ? WHERE seq = ?",
+                    (owner, row),
+                )
 
         # Not awaited: a claim only says who is working on it; the next start releases every
         # claim anyway, and the thread keeps it ahead of this incident's completion.
@@ -379,6 +417,15 @@ class SqliteQueueBackend:
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
+        place = self._places.pop(incident.incident_id, None)
+        if place is not None:
+            payload, position = place
+            payload.unfinished -= 1
+            if payload.unfinished == 0:
+                self._db.submit(self._finish_statement(payload), what="complete an incident")
+            else:
+                self._db.submit(_done_statement(payload.seq, position), what="complete an incident")
+            return
         seq = self._rows.pop(incident.incident_id, None)
         if seq is None:  # not one of this queue's rows: nothing stored to delete
             return
@@ -387,23 +434,39 @@ class SqliteQueueBackend:
             what="complete an incident",
         )
 
+    def _finish_statement(self, payload: OpenPayload) -> Statement:
+        """The last incident of ``payload`` is done: the row keeps only its dedupe keys."""
+        seq, keys, expiry, now = payload.seq, payload.keys, payload.keys_expire_at, self._clock()
+        return lambda connection: sqlite_payloads.finish(connection, seq, keys, expiry, now)
+
     def release(self, incident: Incident) -> None:
         self._unfinished.finish()
-        seq = self._rows.pop(incident.incident_id, None)
-        if seq is None:
+        place = self._places.pop(incident.incident_id, None)
+        if place is not None:
+            seq, position = place[0].seq, place[1]
+            self._db.submit(
+                lambda connection: sqlite_payloads.release_claim(connection, seq, position),
+                what="release an incident",
+            )
+            return
+        row = self._rows.pop(incident.incident_id, None)
+        if row is None:
             return
         self._db.submit(
             lambda connection: connection.execute(
-                "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE seq = ?", (seq,)
+                "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE seq = ?", (row,)
             ),
             what="release an incident",
         )
 
-    def completion(self, incident: Incident) -> Callable[[sqlite3.Connection], None]:
-        """The statement that deletes ``incident``'s row, for another transaction on this
-        database to run (the sink outbox's, which stores the incident's deliveries with it).
-        For an incident this queue does not hold (finished, or never queued here) it does
-        nothing."""
+    def completion(self, incident: Incident) -> Statement:
+        """The statement that completes ``incident`` (deletes its row, or marks its place in
+        its payload done), for another transaction on this database to run (the sink
+        outbox's, which stores the incident's deliveries with it). For an incident this queue
+        does not hold (finished, or never queued here) it does nothing."""
+        place = self._places.get(incident.incident_id)
+        if place is not None:
+            return _done_statement(place[0].seq, place[1])
         seq = self._rows.get(incident.incident_id)
 
         def complete(connection: sqlite3.Connection) -> None:
@@ -416,10 +479,55 @@ class SqliteQueueBackend:
         await self._unfinished.wait_idle()
 
 
-def _settle_unloadable(
-    connection: sqlite3.Connection, broken: Sequence[int], unrouted: Sequence[int]
-) -> None:
+def _done_statement(seq: int, position: int) -> Statement:
+    return lambda connection: sqlite_payloads.mark_done(connection, seq, position)
+
+
+def _some_ids(incidents: str, shown: int = 5) -> str:
+    """The first incident ids of a payload's stored incidents, for a log line; the text itself
+    when it cannot be read."""
+    try:
+        ids = PayloadIncidents.from_text(incidents).incident_ids
+    except ValueError:
+        return repr(incidents[:200])
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
+
+
+def _load_queue(connection: sqlite3.Connection) -> _Found:
+    """On the database thread: release earlier claims and read what waits."""
+    resumed = connection.execute(
+        "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE state = 'claimed'"
+    ).rowcount
+    resumed += connection.execute("DELETE FROM payload_incidents WHERE state = 'claimed'").rowcount
+    rows = connection.execute(
+        "SELECT seq, incident_id, priority, card, notification, enqueued_at FROM incidents "
+        "WHERE state = 'queued'"
+    ).fetchall()
+    (unreadable,) = connection.execute(
+        "SELECT (SELECT count(*) FROM incidents WHERE state = 'unreadable') "
+        "+ (SELECT count(*) FROM payloads WHERE state = 'unreadable')"
+    ).fetchone()
+    (last_seq,) = connection.execute(
+        "SELECT max((SELECT coalesce(max(seq), 0) FROM incidents), "
+        "(SELECT coalesce(max(seq + incident_count - 1), 0) FROM payloads))"
+    ).fetchone()
+    return _Found(resumed, rows, sqlite_payloads.load_queued(connection), unreadable, last_seq)
+
+
+def _settle_unloadable(connection: sqlite3.Connection, unloadable: _Unloadable, now: float) -> None:
     connection.executemany(
-        "UPDATE incidents SET state = 'unreadable' WHERE seq = ?", [(seq,) for seq in broken]
+        "UPDATE incidents SET state = 'unreadable' WHERE seq = ?",
+        [(seq,) for seq in unloadable.broken_rows],
     )
-    connection.executemany("DELETE FROM incidents WHERE seq = ?", [(seq,) for seq in unrouted])
+    connection.executemany(
+        "DELETE FROM incidents WHERE seq = ?", [(seq,) for seq in unloadable.unrouted_rows]
+    )
+    connection.executemany(
+        "UPDATE payloads SET state = 'unreadable' WHERE seq = ?",
+        [(seq,) for seq in unloadable.broken_payloads],
+    )
+    for seq, position in unloadable.unrouted_places:
+        sqlite_payloads.mark_done(connection, seq, position)
+    for payload in unloadable.finished:
+        sqlite_payloads.finish(connection, payload.seq, payload.keys, payload.keys_expire_at, now)

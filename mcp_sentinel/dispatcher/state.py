@@ -26,7 +26,8 @@ from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.queue import MemoryQueueBackend, QueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
-from mcp_sentinel.dispatcher.sqlite_queue import SqliteDedupeStore, SqliteQueueBackend
+from mcp_sentinel.dispatcher.sqlite_dedupe import SqliteDedupeStore
+from mcp_sentinel.dispatcher.sqlite_queue import SqliteQueueBackend
 from mcp_sentinel.sinks.jira_issues import IssueKeyStore
 from mcp_sentinel.sinks.outbox import SqliteOutbox
 from mcp_sentinel.sinks.slack_threads import SlackThreadStore

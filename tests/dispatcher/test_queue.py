@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -10,7 +13,16 @@ from mcp_sentinel.dispatcher.dedupe import DedupeCache
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.queue import MemoryQueueBackend
 from mcp_sentinel.dispatcher.routing import CardRouter
-from mcp_sentinel.models import DispatchOutcome, Incident, IncidentCard, IncidentNotification
+from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
+from mcp_sentinel.dispatcher.sqlite_queue import SqliteQueueBackend
+from mcp_sentinel.models import (
+    DispatchOutcome,
+    Incident,
+    IncidentCard,
+    IncidentNotification,
+    PayloadOrigin,
+    WebhookPayload,
+)
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 
 CARD = IncidentCard(resource="c", prompt="p")
@@ -121,3 +133,42 @@ def test_the_memory_queue_writes_without_suspending(
         write.close()
         raise AssertionError("put_all suspended")
     assert queue.depth() == 3
+
+
+async def test_the_durable_queue_orders_payload_incidents_and_rows_alike_across_a_restart(
+    tmp_path: Path, fixture_json: Callable[[str], Any]
+) -> None:
+    """Critical first, then arrival, whether an incident came in a webhook payload (one row per
+    payload) or from a poller (a row each), in memory and as a restart loads them."""
+    template = fixture_json("webhook_firing_group_3_alerts")
+    for alert, severity in zip(template["alerts"], ["info", "critical", "warning"], strict=True):
+        alert["labels"]["severity"] = severity
+    body = json.dumps(template).encode()
+    from_payload = WebhookPayload.model_validate_json(body).notifications()
+    polled = [
+        replace(n, fingerprint=f"polled-{n.fingerprint}", source="alertmanager")
+        for n in from_payload
+    ]
+    path = tmp_path / "state.db"
+
+    async def opened(db: SqliteDatabase) -> SqliteQueueBackend:
+        queue = SqliteQueueBackend(db, capacity=10, cards=[CARD], default_card=None)
+        await queue.open()
+        return queue
+
+    async with SqliteDatabase(path) as db:
+        queue = await opened(db)
+        assert await queue.put_all([Incident(polled[2], CARD)])  # warning, first to arrive
+        payload = [Incident(n, CARD) for n in from_payload]
+        assert await queue.put_all(payload, PayloadOrigin(body, [0, 1, 2]))
+        assert await queue.put_all([Incident(polled[1], CARD)])  # critical, last to arrive
+        expected = [
+            (n.fingerprint, n.severity)
+            for n in (from_payload[1], polled[1], polled[2], from_payload[2], from_payload[0])
+        ]
+        taken = [await queue.get() for _ in range(5)]
+        assert [(i.notification.fingerprint, i.notification.severity) for i in taken] == expected
+    async with SqliteDatabase(path) as db:
+        queue = await opened(db)
+        again = [await queue.get() for _ in range(5)]
+        assert [i.incident_id for i in again] == [i.incident_id for i in taken]

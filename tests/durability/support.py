@@ -8,14 +8,18 @@ nobody reads, and the log survives the process for the assertion messages.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from mcp_sentinel.models import IncidentNotification, WebhookPayload
 
 _LISTENING = re.compile(r"listening on (https?://127\.0\.0\.1:\d+)")
 
@@ -120,3 +124,29 @@ def state_rows(database: Path, query: str) -> list[tuple[Any, ...]]:
         return connection.execute(query).fetchall()
     finally:
         connection.close()
+
+
+def unfinished_fingerprints(database: Path) -> set[str]:
+    """The fingerprints of the incidents ``database`` holds unfinished, read with plain JSON:
+    the rows of ``incidents`` (the pollers') and the incidents of stored webhook payloads that
+    are not done."""
+    found = {
+        json.loads(notification)["fingerprint"]
+        for (notification,) in state_rows(database, "SELECT notification FROM incidents")
+    }
+    done = set(
+        state_rows(database, "SELECT payload, position FROM payload_incidents WHERE state = 'done'")
+    )
+    for seq, incidents, body in state_rows(
+        database, "SELECT seq, incidents, body FROM payloads WHERE state = 'queued'"
+    ):
+        alerts = json.loads(body)["alerts"]
+        for position in json.loads(incidents)["position"]:
+            if (seq, position) not in done:
+                found.add(alerts[position]["fingerprint"])
+    return found
+
+
+def parsed(body: bytes) -> list[IncidentNotification]:
+    """The notifications of a webhook payload's ``body``, as the webhook makes them."""
+    return WebhookPayload.model_validate_json(body).notifications(received_at=datetime.now(UTC))

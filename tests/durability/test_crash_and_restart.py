@@ -12,7 +12,12 @@ from typing import Any
 
 import aiohttp
 
-from tests.durability.support import DaemonProcess, line_count, state_rows
+from tests.durability.support import (
+    DaemonProcess,
+    line_count,
+    state_rows,
+    unfinished_fingerprints,
+)
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON, Step
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
@@ -62,12 +67,20 @@ async def test_kill_9_mid_investigation_then_restart_finishes_it_once(
             async with http.post(first.url + WEBHOOK, data=body, headers=AUTH) as response:
                 assert response.status == 200, await response.text()
             await asyncio.wait_for(held.wait(), 30)
-            # The webhook answered 200 after the commit; the worker has claimed the row.
-            await wait_for(
-                lambda: state_rows(database, "SELECT state FROM incidents") == [("claimed",)],
-                what="the claimed row",
+            # The webhook answered 200 after the commit: the payload is one row, kept as it
+            # arrived, and the worker has claimed its incident.
+            ((stored, incident_id),) = state_rows(
+                database, "SELECT body, json_extract(incidents, '$.incident_id[0]') FROM payloads"
             )
-            ((incident_id,),) = state_rows(database, "SELECT incident_id FROM incidents")
+            assert stored == body
+            assert state_rows(database, "SELECT count(*) FROM incidents") == [(0,)]
+            assert state_rows(database, "SELECT count(*) FROM dedupe") == [(0,)]
+            await wait_for(
+                lambda: (
+                    state_rows(database, "SELECT state FROM payload_incidents") == [("claimed",)]
+                ),
+                what="the claimed incident",
+            )
             await first.kill()
         assert audit_records(audit) == [] and receiver.received == []
 
@@ -80,8 +93,10 @@ async def test_kill_9_mid_investigation_then_restart_finishes_it_once(
             assert (answer["queued"], answer["duplicate"]) == (0, 1)
             assert await second.terminate() == 0
         # Nothing left to redo or redeliver at the next start (the storm test restarts after
-        # finished incidents and checks that none is investigated twice).
-        assert state_rows(database, "SELECT count(*) FROM incidents") == [(0,)]
+        # finished incidents and checks that none is investigated twice): the payload keeps
+        # only its dedupe key, not its body.
+        assert state_rows(database, "SELECT state, body IS NULL FROM payloads") == [("finished", 1)]
+        assert state_rows(database, "SELECT count(*) FROM payload_incidents") == [(0,)]
         assert state_rows(database, "SELECT count(*) FROM outbox") == [(0,)]
         assert len(model.requests) == 2  # the one cut off, and the one that finished
 
@@ -92,6 +107,54 @@ async def test_kill_9_mid_investigation_then_restart_finishes_it_once(
     assert json.loads(delivered.body)["incident_id"] == incident_id
     assert delivered.headers["idempotency-key"] == delivered.headers["x-sentinel-delivery-id"]
     assert "queue recovered" in log.read_text()  # said so in the second start's log
+
+
+async def test_kill_9_with_a_payload_queued_investigates_each_of_its_alerts_once(
+    tmp_path: Path, fixture_bytes: Callable[[str], bytes]
+) -> None:
+    """A 3-alert payload is answered 200 and the process dies while the first of its incidents
+    is investigated: after the restart all three are investigated once each, under the ids
+    they were given at intake, from the body kept as it arrived."""
+    held = asyncio.Event()
+
+    def hold(_: dict[str, Any]) -> Step:
+        held.set()
+        return Delay(120, FinalJSON(FINDING))
+
+    body = fixture_bytes("webhook_firing_group_3_alerts")
+    async with (
+        FakeOpenAI([hold] + [FinalJSON(FINDING)] * 3) as model,
+        WebhookReceiver() as receiver,
+    ):
+        overrides = webhook_sink_config(receiver.url, worker_concurrency=1)
+        settings = write_config(tmp_path, model_url=model.base_url, overrides=overrides)
+        config, log = tmp_path / "config.yaml", tmp_path / "sentinel.log"
+        audit = settings.resolve(settings.sinks.audit.path)
+        database = settings.resolve(settings.dispatcher.sqlite_path)
+
+        async with DaemonProcess(config, log) as first, aiohttp.ClientSession() as http:
+            async with http.post(first.url + WEBHOOK, data=body, headers=AUTH) as response:
+                assert response.status == 200, await response.text()
+            await asyncio.wait_for(held.wait(), 30)
+            ((ids,),) = state_rows(
+                database, "SELECT json_extract(incidents, '$.incident_id') FROM payloads"
+            )
+            await first.kill()
+        assert audit_records(audit) == []
+
+        async with DaemonProcess(config, log) as second:
+            await wait_for(lambda: len(audit_records(audit)) == 3, what="three audit records")
+            # Delivered through the outbox, whose commit completes each incident.
+            await wait_for(lambda: len(receiver.received) == 3, what="three deliveries")
+            assert await second.terminate() == 0
+        assert len(model.requests) == 4  # the one cut off, then each of the three once
+        assert state_rows(database, "SELECT count(*) FROM outbox") == [(0,)]
+
+    records = audit_records(audit)
+    assert sorted(r["incident_id"] for r in records) == sorted(json.loads(ids))
+    fingerprints = [r["notification"]["fingerprint"] for r in records]
+    assert sorted(fingerprints) == sorted(a["fingerprint"] for a in json.loads(body)["alerts"])
+    assert state_rows(database, "SELECT state, body FROM payloads") == [("finished", None)]
 
 
 def storm_payload(template: dict[str, Any], index: int) -> bytes:
@@ -150,10 +213,7 @@ async def test_sigterm_during_a_storm_keeps_everything_accepted_for_the_next_sta
                 assert await daemon.terminate() == 0
 
         finished = {r["notification"]["fingerprint"] for r in audit_records(audit)}
-        kept = {
-            json.loads(notification)["fingerprint"]
-            for (notification,) in state_rows(database, "SELECT notification FROM incidents")
-        }
+        kept = unfinished_fingerprints(database)
         outbox = state_rows(database, "SELECT count(*) FROM outbox")
         assert accepted <= finished | kept, "an accepted alert was neither finished nor kept"
         assert kept and not (finished & kept), (len(finished), len(kept), outbox)
@@ -176,5 +236,6 @@ async def test_sigterm_during_a_storm_keeps_everything_accepted_for_the_next_sta
     assert accepted | kept <= set(fingerprints)  # every one answered 200 (or kept) finished
     delivered = [json.loads(item.body)["notification"]["fingerprint"] for item in receiver.received]
     assert sorted(delivered) == sorted(fingerprints)
-    assert state_rows(database, "SELECT count(*) FROM incidents") == [(0,)]
+    assert unfinished_fingerprints(database) == set()
+    assert state_rows(database, "SELECT count(*) FROM payloads WHERE state != 'finished'") == [(0,)]
     assert refused + len(accepted) == 60

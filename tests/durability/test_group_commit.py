@@ -4,14 +4,16 @@ that fails is rolled back alone, and an alert whose write failed is never called
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
 from mcp_sentinel.models import DispatchOutcome, IncidentNotification
-from tests.durability.support import state_rows
+from tests.durability.support import parsed, state_rows
 from tests.durability.test_sqlite_store import HeldHandler, dispatcher_over, stores
 from tests.helpers import wait_for
 
@@ -122,5 +124,75 @@ async def test_an_alert_whose_write_failed_is_refused_to_the_waiting_payload_not
         assert state_rows(db.path, "SELECT count(*) FROM incidents") == [(0,)]
         await wait_for(lambda: db.problem is None, what="the health probe to clear the problem")
         retry = await dispatcher.dispatch([shared])
+        assert retry.count(DispatchOutcome.QUEUED) == 1
+        handler.release.set()
+
+
+def numbered_bodies(template: Any, count: int) -> list[bytes]:
+    """``count`` copies of a webhook payload, each with fingerprints of its own."""
+    bodies = []
+    for n in range(count):
+        payload = json.loads(json.dumps(template))
+        for alert in payload["alerts"]:
+            alert["fingerprint"] = f"{alert['fingerprint']}-{n}"
+        bodies.append(json.dumps(payload).encode())
+    return bodies
+
+
+async def test_webhook_payloads_arriving_during_a_commit_share_the_next_one_a_row_each(
+    tmp_path: Path, fixture_json: Callable[[str], Any]
+) -> None:
+    bodies = numbered_bodies(fixture_json("webhook_firing_group_3_alerts"), 20)
+    async with (
+        stores(tmp_path / "state.db", capacity=100) as (db, dedupe, queue),
+        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
+    ):
+        before = db.commits
+        results = await asyncio.gather(
+            *(dispatcher.dispatch(parsed(body), body=body) for body in bodies)
+        )
+        assert [r.count(DispatchOutcome.QUEUED) for r in results] == [3] * 20
+        assert db.commits - before <= 2, db.commits - before
+        stored = state_rows(db.path, "SELECT seq, body FROM payloads ORDER BY seq")
+        assert sorted(body for _, body in stored) == sorted(bodies)
+        # Each payload's incidents take the seqs after its row's.
+        assert [seq for seq, _ in stored] == list(range(1, 61, 3))
+        assert state_rows(db.path, "SELECT count(*) FROM incidents") == [(0,)]
+        assert state_rows(db.path, "SELECT count(*) FROM dedupe") == [(0,)]
+
+
+async def test_a_payload_whose_row_failed_is_refused_to_the_one_waiting_on_it_not_deduped(
+    tmp_path: Path, fixture_bytes: Callable[[str], bytes]
+) -> None:
+    """As above, with bodies: payload A's row cannot be written; payload B carries one of A's
+    alerts and waited on A's write. B is refused, not called a duplicate, and its retry is
+    queued once the database is writable."""
+    group = fixture_bytes("webhook_firing_group_3_alerts")
+    (shared, _, _) = parsed(group)
+    single = json.loads(group)
+    single["alerts"] = single["alerts"][:1]
+    alone = json.dumps(single).encode()
+    handler = HeldHandler()
+    async with (
+        stores(tmp_path / "state.db") as (db, dedupe, queue),
+        dispatcher_over(db, dedupe, queue, handler) as dispatcher,
+    ):
+        await db.transaction(
+            lambda c: c.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON payloads WHEN NEW.incident_count = 3 "
+                "BEGIN SELECT RAISE(ABORT, 'disk refused the write'); END"
+            ),
+            what="install the fault",
+        )
+        a, b = await asyncio.gather(
+            dispatcher.dispatch(parsed(group), body=group),
+            dispatcher.dispatch(parsed(alone), body=alone),
+        )
+        assert a.count(DispatchOutcome.REJECTED) == 3
+        assert b.count(DispatchOutcome.REJECTED) == 1, b
+        assert not dedupe.seen(shared.dedupe_key)
+        assert state_rows(db.path, "SELECT count(*) FROM payloads") == [(0,)]
+        await wait_for(lambda: db.problem is None, what="the health probe to clear the problem")
+        retry = await dispatcher.dispatch(parsed(alone), body=alone)
         assert retry.count(DispatchOutcome.QUEUED) == 1
         handler.release.set()

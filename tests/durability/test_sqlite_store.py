@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from mcp_sentinel.dispatcher.codec import notification_to_json
+from mcp_sentinel.dispatcher.codec import key_to_row, notification_from_json, notification_to_json
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
 from mcp_sentinel.dispatcher.routing import CardRouter
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
-from mcp_sentinel.dispatcher.sqlite_queue import SqliteDedupeStore, SqliteQueueBackend
-from mcp_sentinel.models import DispatchOutcome, Incident, IncidentCard, IncidentNotification
+from mcp_sentinel.dispatcher.sqlite_dedupe import SqliteDedupeStore
+from mcp_sentinel.dispatcher.sqlite_queue import SqliteQueueBackend
+from mcp_sentinel.models import (
+    DispatchOutcome,
+    Incident,
+    IncidentCard,
+    IncidentNotification,
+    WebhookPayload,
+)
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from tests.durability.support import state_rows
 from tests.helpers import wait_for
@@ -279,8 +286,8 @@ async def test_a_schema_1_file_is_migrated_and_keeps_its_dedupe_keys(
     with captured_logs() as logs:
         async with stores(path, ttl=60, clock=lambda: 1_000_000.0) as (_, dedupe, _):
             assert dedupe.seen(alert.dedupe_key) and len(dedupe) == 1
-    assert any("schema 1 migrated to 3" in line for line in logs)
-    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert any("schema 1 migrated to 4" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
     # No primary key any more: the only index is the one by expiry.
     indexes = state_rows(path, "SELECT name FROM pragma_index_list('dedupe')")
     assert indexes == [("dedupe_by_expiry",)]
@@ -328,8 +335,8 @@ async def test_a_schema_2_file_is_migrated_and_keeps_its_queue_in_order(
             assert [i.notification for i in taken] == [first, third]
             queue.task_done(taken[0])
             assert await queue.put_all([Incident(second, CARD)])
-    assert any("schema 2 migrated to 3" in line for line in logs)
-    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("3",)]
+    assert any("schema 2 migrated to 4" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
     assert state_rows(path, "SELECT name FROM pragma_index_list('incidents')") == []
     ((table,),) = state_rows(path, "SELECT sql FROM sqlite_master WHERE name = 'incidents'")
     assert "AUTOINCREMENT" not in table
@@ -339,6 +346,104 @@ async def test_a_schema_2_file_is_migrated_and_keeps_its_queue_in_order(
         "three",
     )
     assert state_rows(path, "SELECT seq FROM incidents ORDER BY seq") == [(3,), (4,)]
+
+
+# The state file as schema 3 created it: incidents and dedupe keys a row each, no payloads.
+_SCHEMA_3 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', '3');
+CREATE TABLE incidents (
+    seq INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    card TEXT NOT NULL,
+    notification TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'claimed', 'unreadable')),
+    claimed_by TEXT,
+    enqueued_at REAL NOT NULL
+);
+CREATE TABLE dedupe (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX dedupe_by_expiry ON dedupe (expires_at);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL UNIQUE,
+    sink TEXT NOT NULL,
+    record TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX outbox_by_sink ON outbox (sink, id);
+"""
+
+
+async def test_a_schema_3_file_is_migrated_and_its_rows_still_load(
+    tmp_path: Path, notifications: Notifications, fixture_bytes: Callable[[str], bytes]
+) -> None:
+    first, second, third = notifications("webhook_firing_group_3_alerts")
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_SCHEMA_3)
+        connection.executemany(
+            "INSERT INTO incidents (seq, incident_id, priority, card, notification, state, "
+            "enqueued_at) VALUES (?, ?, 2, 'Checkout', ?, ?, 0)",
+            [
+                (7, "one", notification_to_json(first), "claimed"),
+                (9, "two", notification_to_json(second), "queued"),
+            ],
+        )
+        connection.executemany(
+            "INSERT INTO dedupe VALUES (?, ?, ?, 1000060.0)",
+            [key_to_row(n.dedupe_key) for n in (first, second, third)],
+        )
+    connection.close()
+    body = fixture_bytes("webhook_firing_single_alert")
+    with captured_logs() as logs:
+        async with (
+            stores(path, ttl=60, clock=lambda: 1_000_000.0) as (db, dedupe, queue),
+            dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
+        ):
+            assert all(dedupe.seen(n.dedupe_key) for n in (first, second, third))
+            taken = [await queue.get() for _ in range(2)]
+            assert [(i.incident_id, i.notification) for i in taken] == [
+                ("one", first),
+                ("two", second),
+            ]
+            single = WebhookPayload.model_validate_json(body).notifications()
+            assert (await dispatcher.dispatch(single, body=body)).accepted
+    assert any("schema 3 migrated to 4" in line for line in logs)
+    assert state_rows(path, "SELECT value FROM meta WHERE key = 'schema'") == [("4",)]
+    # The payload after the migration is a row of the new table, after the old rows' seqs.
+    assert state_rows(path, "SELECT seq, incident_count FROM payloads") == [(10, 1)]
+    assert state_rows(path, "SELECT seq FROM incidents ORDER BY seq") == [(7,), (9,)]
+
+
+async def test_an_incident_from_a_poller_keeps_a_row_of_its_own(
+    tmp_path: Path, notifications: Notifications
+) -> None:
+    """Without a body (the pollers, replay) an incident is a row of ``incidents`` with its
+    notification, and its dedupe key a row of ``dedupe``, as before payloads were stored."""
+    (alert,) = notifications("webhook_firing_single_alert")
+    polled = replace(alert, source="alertmanager")
+    path = tmp_path / "state.db"
+    async with (
+        stores(path) as (db, dedupe, queue),
+        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
+    ):
+        assert (await dispatcher.dispatch([polled])).count(DispatchOutcome.QUEUED) == 1
+    ((incident_id, stored),) = state_rows(path, "SELECT incident_id, notification FROM incidents")
+    assert notification_from_json(stored) == polled
+    assert state_rows(path, "SELECT fingerprint FROM dedupe") == [(polled.fingerprint,)]
+    assert state_rows(path, "SELECT count(*) FROM payloads") == [(0,)]
+    async with stores(path) as (_, dedupe, queue):
+        assert dedupe.seen(polled.dedupe_key)
+        taken = await queue.get()
+        assert (taken.incident_id, taken.notification) == (incident_id, polled)
 
 
 async def test_a_newer_schema_is_refused_by_name(tmp_path: Path) -> None:
