@@ -2,7 +2,9 @@
 
 No HTTP and no agent: a real ``Dispatcher`` with no workers (its handler never runs) and a queue
 large enough for the run, fed 50-alert batches parsed beforehand from the real fixture (each
-batch with fresh fingerprints), timed with ``time.process_time`` around ``dispatch`` only,
+batch with fresh fingerprints). Each batch is dispatched as the webhook dispatches it: with
+``body=`` the bytes it was parsed from (the sqlite queue stores those once per payload). Timed
+with ``time.process_time`` around ``dispatch`` only,
 with the garbage collector set as the daemon sets it (``app.freeze_startup_heap``). For
 the memory, the sqlite and (with ``redis-server`` installed, a local one on loopback) the redis
 backend, as ``Sentinel`` builds them, and the duplicate-only case (the same batch again). With
@@ -53,18 +55,23 @@ class NeverRuns:
         raise AssertionError("no worker should run")
 
 
-def batches(count: int) -> list[list[IncidentNotification]]:
+Batch = tuple[list[IncidentNotification], bytes]
+
+
+def batches(count: int) -> list[Batch]:
+    """Fresh 50-alert payloads: the notifications and the body they were parsed from."""
     data = load_fixture(GROUP_50)
     out = []
     for index in range(count):
         for alert in data["alerts"]:
             alert["fingerprint"] = alert["fingerprint"].split("-")[0] + f"-{index}"
-        payload = WebhookPayload.model_validate_json(json.dumps(data).encode())
-        out.append(list(payload.notifications()))
+        body = json.dumps(data).encode()
+        payload = WebhookPayload.model_validate_json(body)
+        out.append((list(payload.notifications()), body))
     return out
 
 
-async def measure(backend: str, work: list[list[IncidentNotification]]) -> dict[str, Any]:
+async def measure(backend: str, work: list[Batch]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp, ExitStack() as servers:
         extra: dict[str, Any] = {}
         if backend == "redis":
@@ -95,12 +102,12 @@ async def measure(backend: str, work: list[list[IncidentNotification]]) -> dict[
                     tracker=tracker,
                 )
             )
-            alerts = sum(len(batch) for batch in work)
+            alerts = sum(len(batch) for batch, _ in work)
             cpu = time.process_time()
             wall = time.perf_counter()
             queued = 0
-            for batch in work:
-                result = await dispatcher.dispatch(batch)
+            for batch, body in work:
+                result = await dispatcher.dispatch(batch, body=body)
                 assert result.accepted
                 queued += result.count(DispatchOutcome.QUEUED)
             fresh_cpu = time.process_time() - cpu
@@ -108,8 +115,8 @@ async def measure(backend: str, work: list[list[IncidentNotification]]) -> dict[
             # Counted from the answers: the redis queue's depth is an estimate, refreshed from
             # Redis once a second, and may trail the last payloads.
             cpu = time.process_time()
-            for batch in work:
-                await dispatcher.dispatch(batch)
+            for batch, body in work:
+                await dispatcher.dispatch(batch, body=body)
             dup_cpu = time.process_time() - cpu
     return {
         "backend": backend,
