@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from prometheus_client import Counter
-
+from mcp_sentinel.telemetry.children import Children
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.validators.actions import Action, ActionKind, ToolCall
 
@@ -183,8 +182,7 @@ class ValidatorPipeline:
         self._kinds: tuple[frozenset[ActionKind] | None, ...] = tuple(
             getattr(v, "kinds", None) for v in self._validators
         )
-        self._metrics = metrics
-        self._counters: dict[tuple[str, DecisionResult], Counter] = {}
+        self._decisions = None if metrics is None else Children(metrics.validator_decisions)
         self._max_retries = max_retries
         self._max_retry_wait = max_retry_wait_seconds
         self._sleep = sleep
@@ -332,12 +330,8 @@ class ValidatorPipeline:
         duration_ms: float,
         context: IncidentContext,
     ) -> ValidationDecision:
-        if self._metrics is not None:
-            counter = self._counters.get((validator, result))
-            if counter is None:  # labels() costs a few µs, and there are several per action
-                counter = self._metrics.validator_decisions.labels(validator, result)
-                self._counters[(validator, result)] = counter
-            counter.inc()
+        if self._decisions is not None:
+            self._decisions(validator, result).inc()
         return ValidationDecision(
             validator=validator,
             action=action.kind,
