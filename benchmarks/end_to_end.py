@@ -30,12 +30,27 @@ from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON
 from tests.helpers import AUTH, FINDING, audit_records
 
 
-def count_lines(path: Path) -> int:
-    try:
-        with path.open("rb") as handle:
-            return sum(1 for _ in handle)
-    except FileNotFoundError:
-        return 0
+class LineCounter:
+    """Counts the newline-ended lines of a file that only grows, reading only what was
+    appended since the last call: the poll runs every few milliseconds on the loop that also
+    serves the fake model, and re-reading the whole audit log (megabytes by the end) each
+    time delayed the model's answers, which the figure then charged to the daemon."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+        self._lines = 0
+
+    def count(self) -> int:
+        try:
+            with self._path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return 0
+        self._offset += len(chunk)
+        self._lines += chunk.count(b"\n")
+        return self._lines
 
 
 async def main() -> None:
@@ -70,12 +85,12 @@ async def main() -> None:
                             assert r.status == 200, await r.text()
                     runs = 0.0
                     deadline = started + args.incidents / ideal * 3 + 60
-                    audit = Path(tmp) / "audit.jsonl"
+                    lines = LineCounter(Path(tmp) / "audit.jsonl")
                     # Finished runs counted from the audit log (one record each, written when
                     # the run ends), read here: scraping /metrics every few ms would spend
                     # the daemon's own core on the measurement.
                     while runs < args.incidents and time.monotonic() < deadline:
-                        runs = float(count_lines(audit))
+                        runs = float(lines.count())
                         await asyncio.sleep(0.02)
                     elapsed = time.monotonic() - started
                     async with http.get("/metrics") as r:

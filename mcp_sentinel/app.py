@@ -153,6 +153,7 @@ class Sentinel:
                 drain_timeout=dispatcher_settings.drain_timeout_seconds,
                 tracker=tracker,
                 health=(state.problem, lambda: sinks.problem, lambda: investigator.problem),
+                traced=tracing.enabled,
             )
         )
         server = settings.server

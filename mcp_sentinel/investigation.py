@@ -22,6 +22,7 @@ from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.models import Incident, IncidentReport, Outcome
 from mcp_sentinel.prompts import PromptRenderer, RenderedPrompt
 from mcp_sentinel.sinks.base import IncidentRecord, SinkFanout
+from mcp_sentinel.telemetry.children import Children
 from mcp_sentinel.telemetry.logging import incident_context
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.telemetry.tracing import extract_context
@@ -52,6 +53,10 @@ class InvestigationHandler:
         self._investigator = investigator
         self._sinks = sinks
         self._metrics = metrics
+        self._runs = Children(metrics.agent_runs)
+        self._run_durations = Children(metrics.agent_run_duration)
+        self._tokens = Children(metrics.agent_tokens)
+        self._turns = Children(metrics.agent_turns)
 
     async def handle(self, incident: Incident) -> None:
         """Investigate and report one incident, inside its trace and its log context."""
@@ -117,14 +122,14 @@ class InvestigationHandler:
 
     def _observe(self, report: IncidentReport) -> None:
         metrics = self._metrics
-        metrics.agent_runs.labels(report.card, report.outcome.value).inc()
+        self._runs(report.card, report.outcome.value).inc()
         if report.outcome in (Outcome.RESOLVED, Outcome.CANCELLED):
             return
-        metrics.agent_run_duration.labels(report.card).observe(report.duration_seconds)
+        self._run_durations(report.card).observe(report.duration_seconds)
         if report.model:
-            metrics.agent_tokens.labels(report.model, "input").inc(report.input_tokens)
-            metrics.agent_tokens.labels(report.model, "output").inc(report.output_tokens)
-        metrics.agent_turns.labels(report.card).observe(report.turns)
+            self._tokens(report.model, "input").inc(report.input_tokens)
+            self._tokens(report.model, "output").inc(report.output_tokens)
+        self._turns(report.card).observe(report.turns)
         for call in report.tools_called:
             # Only tools of a known server are named: a made-up tool name stays "unknown".
             tool = call.tool if call.server else "unknown"

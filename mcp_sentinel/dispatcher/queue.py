@@ -123,12 +123,18 @@ class WaitingIncidents:
     ) -> None:
         """Queue ``incidents``; ``priorities`` are their ``priority_of``, when the caller has
         them already (the durable queue computes them for its rows)."""
+        heap, sequence, push = self._heap, self._sequence, heapq.heappush
         if priorities is None:
-            priorities = [priority_of(incident) for incident in incidents]
-        heap, sequence = self._heap, self._sequence
-        for priority, incident in zip(priorities, incidents, strict=True):
-            heapq.heappush(heap, (priority, next(sequence), incident))
-        self._wake(len(incidents))
+            # ``priority_of`` spelled out: this runs per alert of a storm.
+            for incident in incidents:
+                severity = incident.notification.labels.get("severity", "")
+                priority = _SEVERITY_RANK.get(severity.lower(), _DEFAULT_RANK)
+                push(heap, (priority, next(sequence), incident))
+        else:
+            for priority, incident in zip(priorities, incidents, strict=True):
+                push(heap, (priority, next(sequence), incident))
+        if self._getters:
+            self._wake(len(incidents))
 
     async def get(self) -> Incident:
         while not self._heap:

@@ -113,7 +113,7 @@ def parse_document(document: Any, origin: str) -> list[IncidentNotification]:
         if isinstance(document, dict) and "alerts" in document and "version" in document:
             payload = WebhookPayload.model_validate(document)
             return payload.notifications(
-                source="replay", received_at=received or payload.alerts[0].startsAt
+                source="replay", received_at=received or payload.alerts[0]["startsAt"]
             )
         if isinstance(document, dict) and document.get("status") == "success":
             return _from_prometheus(PrometheusAlertsResponse.model_validate(document), now)

@@ -6,8 +6,16 @@ with its arguments and result, the report, timings and token usage; plus ``seq``
 without ``hash``. Changing, removing or reordering a line breaks the chain, which
 ``verify_audit_log`` (``sentinel audit verify``) reports.
 
-Writes happen on a worker thread, one at a time, each followed by ``fsync``: an incident's
-record is on disk before the sink says it is delivered.
+Each line is written in canonical form (keys sorted, as ``canonical_hash`` encodes it) with
+``hash`` added last, so the text hashed is the text written, encoded once.
+
+Writes happen on a worker thread, one at a time, each followed by ``fsync``; the records
+delivered while one is under way go together in the next (group commit: one fsync for all of
+them). ``deliver`` returns once its record is on disk: an incident's record is there before the
+sink says it is delivered. A write that fails is cut back off the file and fails each of its
+deliveries; the chain continues from the last record written. A caller cancelled while its
+record is being written does not stop the write (the record may then be on disk twice, after
+the outbox delivers it again, as after a crash).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from mcp_sentinel.errors import PermanentError
-from mcp_sentinel.sinks.base import IncidentRecord
+from mcp_sentinel.sinks.base import IncidentRecord, canonical_json, canonical_object
 
 GENESIS_HASH = "0" * 64
 _TAIL_BYTES = 1 << 20
@@ -32,8 +40,20 @@ _TAIL_BYTES = 1 << 20
 
 def canonical_hash(record: dict[str, Any]) -> str:
     body = {key: value for key, value in record.items() if key != "hash"}
-    encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _entry(record: IncidentRecord, seq: int, prev_hash: str) -> tuple[bytes, str]:
+    """The line for ``record`` as record ``seq`` after ``prev_hash``, and its hash."""
+    fields = {
+        **record.json_fields(),
+        "seq": str(seq),
+        "recorded_at": canonical_json(datetime.now(UTC).isoformat()),
+        "prev_hash": canonical_json(prev_hash),
+    }
+    body = canonical_object(fields)  # == canonical_json of the entry without its hash
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    return f'{body[:-1]},"hash":"{digest}"}}\n'.encode(), digest
 
 
 def _last_record(path: Path) -> tuple[int, str, bool]:
@@ -54,18 +74,26 @@ def _last_record(path: Path) -> tuple[int, str, bool]:
     return 0, GENESIS_HASH, ends_clean
 
 
+@dataclass(slots=True)
+class _Pending:
+    record: IncidentRecord
+    written: asyncio.Future[None]
+
+
 class AuditSink:
     """Appends hash-chained records to ``path``. An async context manager: entering opens
-    the file (creating its directory), leaving closes it."""
+    the file (creating its directory), leaving waits for the write under way and closes it.
+    Used from one event loop."""
 
     name = "audit"
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._handle: BinaryIO | None = None
-        self._lock = asyncio.Lock()
-        self._seq = 0
+        self._seq = 0  # of the last record on disk
         self._prev_hash = GENESIS_HASH
+        self._pending: list[_Pending] = []
+        self._writing: asyncio.Future[None] | None = None  # the write under way
 
     @property
     def path(self) -> Path:
@@ -92,23 +120,60 @@ class AuditSink:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        while self._writing is not None:  # what is being written is finished before the close
+            await asyncio.wait([self._writing])
         if self._handle is not None:
             await asyncio.to_thread(self._handle.close)
             self._handle = None
 
     async def deliver(self, record: IncidentRecord) -> None:
-        async with self._lock:
-            entry: dict[str, Any] = {
-                "seq": self._seq + 1,
-                "recorded_at": datetime.now(UTC).isoformat(),
-                **record.as_dict(),
-                "prev_hash": self._prev_hash,
-            }
-            entry["hash"] = canonical_hash(entry)
-            line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n"
-            await asyncio.to_thread(self._write, line.encode())
-            self._seq += 1
-            self._prev_hash = entry["hash"]
+        """Append ``record``; return once it is on disk, or raise ``PermanentError``."""
+        record.json_fields()  # the encoding, on the caller's turn rather than in a batch
+        pending = _Pending(record, asyncio.get_running_loop().create_future())
+        self._pending.append(pending)
+        if self._writing is None:
+            self._write_pending()
+        await pending.written
+
+    def _write_pending(self) -> None:
+        """Chain every pending record after the last one on disk and write them at once."""
+        batch = [pending for pending in self._pending if not pending.written.done()]
+        self._pending = []
+        if not batch:
+            return
+        seq, prev_hash = self._seq, self._prev_hash
+        lines = []
+        for pending in batch:
+            seq += 1
+            line, prev_hash = _entry(pending.record, seq, prev_hash)
+            lines.append(line)
+        loop = asyncio.get_running_loop()
+        writing = loop.run_in_executor(None, self._write, b"".join(lines))
+        self._writing = writing
+        writing.add_done_callback(lambda done: self._settle(batch, seq, prev_hash, done))
+
+    def _settle(
+        self, batch: list[_Pending], seq: int, prev_hash: str, done: asyncio.Future[None]
+    ) -> None:
+        """On the loop, once a write returned: advance the chain if it is on disk, answer
+        its deliveries, and write what came meanwhile."""
+        self._writing = None
+        error = (
+            PermanentError(f"the write to the audit log {self._path} was cancelled")
+            if done.cancelled()
+            else done.exception()
+        )
+        if error is None:
+            self._seq, self._prev_hash = seq, prev_hash
+        for pending in batch:
+            if pending.written.done():
+                continue  # its caller was cancelled meanwhile
+            if error is None:
+                pending.written.set_result(None)
+            else:
+                pending.written.set_exception(error)
+        if self._pending:
+            self._write_pending()
 
     def _write(self, data: bytes) -> None:
         if self._handle is None:

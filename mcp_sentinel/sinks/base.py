@@ -5,12 +5,28 @@ The fan-out's implementation is ``delivery.SinkDispatcher``; ``factory.open_sink
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from mcp_sentinel.models import Incident, IncidentReport
 from mcp_sentinel.prompts import RenderedPrompt
+
+# One encoder for all: json.dumps builds a new one on every call that passes options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as canonical JSON: keys sorted, no spaces, non-ASCII characters as they are."""
+    return _CANONICAL.encode(value)
+
+
+def canonical_object(fields: Mapping[str, str]) -> str:
+    """The canonical JSON of an object whose values come already encoded by
+    ``canonical_json``: the very text ``canonical_json`` gives for the decoded object."""
+    members = ",".join(f"{canonical_json(key)}:{fields[key]}" for key in sorted(fields))
+    return "{" + members + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +37,17 @@ class IncidentRecord:
     incident: Incident
     prompt: RenderedPrompt | None
     report: IncidentReport
+    _json: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def json_fields(self) -> Mapping[str, str]:
+        """Each value of ``as_dict()`` as ``canonical_json`` text, by key; encoded on first
+        use and kept, since the outbox and the audit log both write the record (nothing changes
+        a record once it is made)."""
+        if self._json is None:
+            encoded = {key: canonical_json(value) for key, value in self.as_dict().items()}
+            object.__setattr__(self, "_json", encoded)  # a cache, on a frozen dataclass
+            return encoded
+        return self._json
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view: the notification, the card, the prompt and the report."""

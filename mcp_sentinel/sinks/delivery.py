@@ -55,6 +55,7 @@ from mcp_sentinel.models import Incident
 from mcp_sentinel.sinks.base import IncidentRecord, LifecycleSink, Sink
 from mcp_sentinel.sinks.deadletter import DeadLetterStore
 from mcp_sentinel.sinks.outbox import Outbox
+from mcp_sentinel.telemetry.children import Children
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.telemetry.tracing import extract_context
 
@@ -103,10 +104,16 @@ class SinkDispatcher:
     ) -> None:
         self._tracer = tracer or trace.NoOpTracer()
         self._sinks = dict(sinks)
+        # Asked once: isinstance against a runtime Protocol walks the class every time.
+        self._lifecycle = {
+            name: sink for name, sink in self._sinks.items() if isinstance(sink, LifecycleSink)
+        }
         self._inline = frozenset(inline) & self._sinks.keys()
         self._gating = frozenset(gating) & self._sinks.keys()
         self._dead_letters = dead_letters
         self._metrics = metrics
+        self._deliveries = Children(metrics.sink_deliveries)
+        self._durations = Children(metrics.sink_delivery_duration)
         self._queue_size = queue_size
         self._drain_timeout = drain_timeout
         self._outbox = outbox
@@ -239,8 +246,8 @@ class SinkDispatcher:
     async def started(self, incident: Incident, sink_names: Sequence[str]) -> None:
         """Tell the named ``LifecycleSink``s that the investigation of ``incident`` began."""
         for name in sink_names:
-            sink = self._sinks.get(name)
-            if not isinstance(sink, LifecycleSink):
+            sink = self._lifecycle.get(name)
+            if sink is None:
                 continue
             if name in self._inline:
                 await self._started_now(name, sink, _Started(incident))
@@ -281,7 +288,7 @@ class SinkDispatcher:
                 )
         for name, reason in refused.items():
             outcome = "queue_full" if self._accepting else "not_sent"
-            self._metrics.sink_deliveries.labels(name, outcome).inc()
+            self._deliveries(name, outcome).inc()
             await self._dead_letter(name, record, f"sink {name}: {reason}")
         for name in kept:
             item = _Deliver(record, entries.get(name))
@@ -310,7 +317,7 @@ class SinkDispatcher:
                 return
             self._in_flight[name] = item
             if isinstance(item, _Started):
-                await self._started_now(name, sink, item)
+                await self._started_now(name, self._lifecycle[name], item)
             elif not await self._until_settled(name, sink, item):
                 return  # stopping: the item stays in flight, for the leftovers
             del self._in_flight[name]  # not in a finally: a cancelled item stays for leftovers
@@ -349,7 +356,7 @@ class SinkDispatcher:
         except Exception as exc:
             error = safe_error(exc)
             if name in self._inline or (item.entry is not None and isinstance(exc, RetryableError)):
-                self._metrics.sink_deliveries.labels(name, "retry").inc()
+                self._deliveries(name, "retry").inc()
                 if item.entry is not None and self._outbox is not None:
                     self._outbox.note_failure(item.entry, error)
                 if name not in self._failing:
@@ -363,21 +370,20 @@ class SinkDispatcher:
                     )
                 self._failing[name] = error
                 return False
-            self._metrics.sink_deliveries.labels(name, "failed").inc()
+            self._deliveries(name, "failed").inc()
             if not await self._dead_letter(name, record, error):
                 return False  # not even the dead letters could keep it: try again later
         else:
-            self._metrics.sink_deliveries.labels(name, "delivered").inc()
+            self._deliveries(name, "delivered").inc()
             if self._failing.pop(name, None) is not None:
                 logger.info("sink {sink} delivers again", sink=name)
         finally:
-            self._metrics.sink_delivery_duration.labels(name).observe(time.monotonic() - began)
+            self._durations(name).observe(time.monotonic() - began)
         if item.entry is not None and self._outbox is not None:
             self._outbox.acknowledge(item.entry)
         return True
 
-    async def _started_now(self, name: str, sink: Sink, item: _Started) -> None:
-        assert isinstance(sink, LifecycleSink)
+    async def _started_now(self, name: str, sink: LifecycleSink, item: _Started) -> None:
         try:
             await sink.investigation_started(item.incident)
         except Exception as exc:
@@ -427,7 +433,7 @@ class SinkDispatcher:
                 if item.entry is not None:
                     kept += 1
                     continue
-                self._metrics.sink_deliveries.labels(name, "not_sent").inc()
+                self._deliveries(name, "not_sent").inc()
                 await self._dead_letter(
                     name, item.record, f"sink {name}: not delivered before shutdown"
                 )

@@ -31,6 +31,7 @@ Every method runs its statements on the database's thread; ``acknowledge`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -39,9 +40,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
-from mcp_sentinel.models import Incident
-from mcp_sentinel.sinks.base import IncidentRecord
-from mcp_sentinel.sinks.deadletter import record_from_json, record_to_json
+from mcp_sentinel.models import Incident, IncidentCard
+from mcp_sentinel.sinks.base import IncidentRecord, canonical_json, canonical_object
+from mcp_sentinel.sinks.deadletter import record_from_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,20 @@ class OutboxEntry:
         if self.data is None:
             raise ValueError("the stored record is not JSON")
         return record_from_json(self.data)
+
+
+def stored_record(record: IncidentRecord) -> str:
+    """The row's ``record``: ``deadletter.record_to_json(record)`` as canonical JSON, built from
+    the record's own encoding (``IncidentRecord.json_fields``, which the audit log uses too)."""
+    return canonical_object(
+        {**record.json_fields(), "card_config": _card_json(record.incident.card)}
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _card_json(card: IncidentCard) -> str:
+    """A card's config as canonical JSON: cards are few and frozen, records many."""
+    return canonical_json(card.model_dump(mode="json"))
 
 
 def delivery_key(sink: str, record: IncidentRecord) -> str:
@@ -113,7 +128,7 @@ class SqliteOutbox:
         """Store ``record`` for each of ``sinks`` and complete its incident in the queue, in one
         transaction. Returns sink -> row id for the rows added (a sink that already has this
         delivery pending is left out). Raises ``StorageError`` when the write fails."""
-        stored = json.dumps(record_to_json(record), ensure_ascii=False, separators=(",", ":"))
+        stored = stored_record(record)
         incident_id = record.incident.incident_id
         keys = {sink: delivery_key(sink, record) for sink in sinks}
         now = self._clock()

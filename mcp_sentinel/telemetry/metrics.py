@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 
 from mcp_sentinel import __version__
+from mcp_sentinel.telemetry.loop_counter import LoopCounter
 
 _RUN_BUCKETS = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 _WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900)
@@ -32,19 +33,19 @@ class SentinelMetrics:
         self.registry = registry
         self.build_info = Info("sentinel_build", "Version of mcp_sentinel.", registry=registry)
         self.build_info.info({"version": __version__})
-        self.webhook_requests = Counter(
+        self.webhook_requests = LoopCounter(
             "sentinel_webhook_requests_total",
             "Webhook requests answered, by HTTP status code.",
             ["code"],
             registry=registry,
         )
-        self.alerts_received = Counter(
+        self.alerts_received = LoopCounter(
             "sentinel_alerts_received_total",
             "Alerts received, by source and alert status.",
             ["source", "status"],
             registry=registry,
         )
-        self.alerts_dispatched = Counter(
+        self.alerts_dispatched = LoopCounter(
             "sentinel_alerts_dispatched_total",
             "What dispatch did with each alert: queued, duplicate, unrouted or rejected.",
             ["outcome"],

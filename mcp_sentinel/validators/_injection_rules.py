@@ -68,6 +68,8 @@ class RuleSet:
         for literal, index in self._literals:
             if literal in lowered:
                 hits.add(index)
+        if not hits:
+            return []  # the usual answer, for a label, a status or a URL
         return [self.rules[index] for index in sorted(hits)]
 
 

@@ -122,10 +122,22 @@ def _figure_ranges(number: str, unit: str | None) -> tuple[tuple[float, float], 
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
-    chars = list(text)
-    for start, end in spans:
-        chars[start:end] = " " * (end - start)
-    return "".join(chars)
+    """``text`` with every character inside ``spans`` replaced by a space."""
+    if not spans:
+        return text
+    parts: list[str] = []
+    cursor = 0
+    for start, end in sorted(spans):
+        if end <= cursor:
+            continue
+        begin = max(start, cursor)
+        parts += (text[cursor:begin], " " * (end - begin))
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+_DIGIT = re.compile(r"\d")  # what the patterns' \d matches: any Unicode digit
 
 
 def extract_claims(text: str) -> list[Claim]:
@@ -142,32 +154,45 @@ def extract_claims(text: str) -> list[Claim]:
         claims.setdefault((kind, found.lower()), Claim(kind, found, ranges))
         taken.append(span)
 
-    for match in _IDENT_BEFORE_BRACE.finditer(text):
-        add("metric", match.group(1), match.span())
-    for match in _SNAKE.finditer(text):
-        name = match.group(1)
-        if _METRIC_PARTS.intersection(name.lower().split("_")):
-            add("metric", name, match.span())
-    for match in _URL.finditer(text):
-        host = urllib.parse.urlsplit(match.group().rstrip(".,;:)]}'\"")).hostname
-        if host and ("." in host or "-" in host):
-            add("host", host, match.span())
+    # Each pattern runs only on a text holding what every match of it holds (a brace, an
+    # underscore, "://", a colon, a dot, a digit): most prose is spared most of them.
+    brace = "{" in text or "[" in text
+    if brace:
+        for match in _IDENT_BEFORE_BRACE.finditer(text):
+            add("metric", match.group(1), match.span())
+    if "_" in text:
+        for match in _SNAKE.finditer(text):
+            name = match.group(1)
+            if _METRIC_PARTS.intersection(name.lower().split("_")):
+                add("metric", name, match.span())
+    if "://" in text:
+        for match in _URL.finditer(text):
+            host = urllib.parse.urlsplit(match.group().rstrip(".,;:)]}'\"")).hostname
+            if host and ("." in host or "-" in host):
+                add("host", host, match.span())
+    digits = _DIGIT.search(text) is not None
     rest = _blank(text, taken)
-    for match in _IPV4.finditer(rest):
-        add("host", match.group(), match.span())
-    rest = _blank(rest, taken)
-    for match in _HOST_PORT.finditer(rest):
-        host = match.group(1)
-        if any(c.isalpha() for c in host) and (
-            any(c in "-." or c.isdigit() for c in host) or host == "localhost"
-        ):
+    if digits and rest.count(".") >= 3:
+        for match in _IPV4.finditer(rest):
             add("host", match.group(), match.span())
     rest = _blank(rest, taken)
-    for match in _FQDN.finditer(rest):
-        if match.group(2).lower() in _TLDS:
-            add("host", match.group(1), match.span())
+    if digits and ":" in rest:
+        for match in _HOST_PORT.finditer(rest):
+            host = match.group(1)
+            if any(c.isalpha() for c in host) and (
+                any(c in "-." or c.isdigit() for c in host) or host == "localhost"
+            ):
+                add("host", match.group(), match.span())
+    rest = _blank(rest, taken)
+    if "." in rest:
+        for match in _FQDN.finditer(rest):
+            if match.group(2).lower() in _TLDS:
+                add("host", match.group(1), match.span())
+    if not digits:
+        return list(claims.values())  # a figure has digits
     noise = [m.span() for m in _NOISE.finditer(rest)]
-    rest = _blank(rest, taken + noise + [m.span() for m in _PROMQL_RANGE.finditer(rest)])
+    ranges = [m.span() for m in _PROMQL_RANGE.finditer(rest)] if brace else []
+    rest = _blank(rest, taken + noise + ranges)
     for match in _FIGURE.finditer(rest):
         number, percent, unit = match.group(1), match.group(2), match.group(3)
         unit = percent or unit
@@ -176,6 +201,10 @@ def extract_claims(text: str) -> list[Claim]:
             continue
         add("figure", match.group().strip(), match.span(), _figure_ranges(number, unit))
     return list(claims.values())
+
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_NAME_CHARS = _ALNUM | {"_", "-"}
 
 
 class Evidence:
@@ -217,9 +246,21 @@ class Evidence:
         return sorted(numbers)
 
     def has_name(self, name: str) -> bool:
-        """``name`` occurs in the corpus, not as part of a longer name."""
-        pattern = rf"(?<![a-z0-9_\-]){re.escape(name.lower())}(?![a-z0-9_\-]|\.[a-z0-9])"
-        return re.search(pattern, self._corpus) is not None
+        """``name`` occurs in the corpus, not as part of a longer name: not after a name
+        character, nor before one or before a dot and a letter or digit."""
+        # str.find, not a regex: a pattern that opens with a look-behind is tried at every
+        # position of a corpus of many kilobytes.
+        corpus, needle = self._corpus, name.lower()
+        start = corpus.find(needle)
+        while start >= 0:
+            end = start + len(needle)
+            if (start == 0 or corpus[start - 1] not in _NAME_CHARS) and not (
+                corpus[end : end + 1] in _NAME_CHARS
+                or (corpus[end : end + 1] == "." and corpus[end + 1 : end + 2] in _ALNUM)
+            ):
+                return True
+            start = corpus.find(needle, start + 1)
+        return False
 
     def has_number(self, low: float, high: float) -> bool:
         """A seen number lies in ``[low, high)``."""

@@ -15,6 +15,11 @@ scanned as one text. What counts as suspicious is in ``injection_scan`` and
 
 Reasons never quote the suspicious text: they go to logs and sinks, where an attacker's words
 have no business either.
+
+Without a classifier the scan is a pure function of the string, so the guard remembers the
+short strings of JSON documents it found clean (``_CleanStrings``) and does not scan them
+again: every alert repeats its label names, most of its label values and the notification's
+own keys, and those were most of the scanning. Anything suspicious is never remembered.
 """
 
 from __future__ import annotations
@@ -76,8 +81,30 @@ class _Findings:
         return "; ".join(parts)
 
 
+class _CleanStrings:
+    """Strings of at most ``max_chars`` that scanned clean, at most ``capacity`` of them
+    (emptied when full: the strings that repeat come back at once). Shared by every incident;
+    the event loop is its only user."""
+
+    def __init__(self, *, capacity: int = 4096, max_chars: int = 256) -> None:
+        self._capacity = capacity
+        self._max_chars = max_chars
+        self._strings: set[str] = set()
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._strings
+
+    def add(self, text: str) -> None:
+        if len(text) > self._max_chars:
+            return
+        if len(self._strings) >= self._capacity:
+            self._strings.clear()
+        self._strings.add(text)
+
+
 class InjectionGuard:
-    """The ``injection_guard`` validator. Stateless; ``classifier`` is optional."""
+    """The ``injection_guard`` validator. ``classifier`` is optional; without one the guard
+    remembers the strings it found clean (see the module docstring)."""
 
     name = "injection_guard"
     can_modify = True
@@ -95,6 +122,8 @@ class InjectionGuard:
         self.priority = priority
         self._action: InjectionAction = action
         self._classifier = classifier
+        # A classifier's verdict may change (a model, a service): then every string is asked.
+        self._clean = _CleanStrings() if classifier is None else None
 
     def validate(self, action: Action, context: IncidentContext) -> ValidationResult:
         if isinstance(action, AgentInput):
@@ -167,9 +196,16 @@ class InjectionGuard:
         return value
 
     def _string(self, text: str, where: str, findings: _Findings) -> str:
+        clean = self._clean
+        if clean is not None and text in clean:
+            return text
         scan = self._scan(text)
         findings.add(where, scan)
-        return scan.neutralised() if (scan.detections or scan.hidden) else text
+        if scan.detections or scan.hidden:
+            return scan.neutralised()
+        if clean is not None:
+            clean.add(text)
+        return text
 
     def _scan(self, text: str) -> TextScan:
         return scan_text(text, self._classifier)

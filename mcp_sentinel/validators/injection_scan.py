@@ -271,6 +271,8 @@ def _runs(hidden: list[HiddenChar], kind: str) -> list[list[HiddenChar]]:
 
 def _hidden_detections(hidden: list[HiddenChar]) -> list[Detection]:
     found: list[Detection] = []
+    if not hidden:
+        return found
     for run in _runs(hidden, "tag"):
         start, end = run[0].start, run[-1].end
         payload = "".join(chr(c.code - 0xE0000) for c in run if 0xE0020 <= c.code <= 0xE007E)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from mcp_sentinel.telemetry.children import Children
 from mcp_sentinel.telemetry.metrics import SentinelMetrics
 from mcp_sentinel.validators.actions import Action, ActionKind, ToolCall
 
@@ -175,7 +176,13 @@ class ValidatorPipeline:
             raise ValueError("max_retries and max_retry_wait_seconds must not be negative")
         # sorted() is stable, so validators of equal priority keep the order they were given.
         self._validators = tuple(sorted(validators, key=lambda v: -v.priority))
-        self._metrics = metrics
+        # Asked once: an isinstance check against a runtime Protocol walks the class each time
+        # (some 20 µs), and observe() runs after every model run and MCP call.
+        self._observers = tuple(v for v in self._validators if isinstance(v, OutcomeObserver))
+        self._kinds: tuple[frozenset[ActionKind] | None, ...] = tuple(
+            getattr(v, "kinds", None) for v in self._validators
+        )
+        self._decisions = None if metrics is None else Children(metrics.validator_decisions)
         self._max_retries = max_retries
         self._max_retry_wait = max_retry_wait_seconds
         self._sleep = sleep
@@ -228,9 +235,8 @@ class ValidatorPipeline:
 
     def observe(self, target: str, ok: bool) -> None:
         """Report an outcome (``model:<endpoint>`` / ``mcp:<server>``) to every observer."""
-        for validator in self._validators:
-            if isinstance(validator, OutcomeObserver):
-                validator.observe(target, ok)
+        for observer in self._observers:
+            observer.observe(target, ok)
 
     # ----------------------------------------------------------------------- internals
 
@@ -239,8 +245,7 @@ class ValidatorPipeline:
     ) -> tuple[PipelineResult | Retry, list[ValidationDecision]]:
         current = action
         decisions: list[ValidationDecision] = []
-        for validator in self._validators:
-            kinds: frozenset[ActionKind] | None = getattr(validator, "kinds", None)
+        for validator, kinds in zip(self._validators, self._kinds, strict=True):
             if kinds is not None and current.kind not in kinds:
                 continue
             started = time.perf_counter()
@@ -325,8 +330,8 @@ class ValidatorPipeline:
         duration_ms: float,
         context: IncidentContext,
     ) -> ValidationDecision:
-        if self._metrics is not None:
-            self._metrics.validator_decisions.labels(validator, result).inc()
+        if self._decisions is not None:
+            self._decisions(validator, result).inc()
         return ValidationDecision(
             validator=validator,
             action=action.kind,

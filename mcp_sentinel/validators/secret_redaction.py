@@ -46,6 +46,10 @@ _SECRET_KEY = (
     r"|access[_-]?token|refresh[_-]?token|session[_-]?token|bearer[_-]?token|bot[_-]?token"
     r"|credentials)"
 )
+# Every key name of _SECRET_KEY that ends in "key" contains one of these.
+_KEY_NEEDLES = tuple(
+    f"{prefix}{joint}key" for prefix in ("api", "access", "private") for joint in ("", "_", "-")
+)
 # Values that are obviously not secrets: masks, placeholders, templates, booleans, paths.
 _PLACEHOLDER = re.compile(
     r"^(?:\**|x+|\.+|-+|\?+|<[^>]*>|\$\{[^}]*\}|\$[A-Za-z_]\w*|\{\{.*\}\}|%\(?\w*\)?s?"
@@ -221,7 +225,9 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "assignment",
         r"(?<!\w)(?P<key>" + _SECRET_KEY + r")\b" + _Q + _SEP + _VALUE,
-        ("pass", "secret", "key", "token", "credential"),
+        # Not a bare "key": the key names above spell it with a prefix (api_key, access-key,
+        # privatekey...), and the group key of every alert would run this rule for nothing.
+        ("pass", "secret", "token", "credential", *_KEY_NEEDLES),
         flags=_I,
         key="key",
     ),
@@ -236,15 +242,32 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+_NEEDLES = tuple(dict.fromkeys(needle for rule in RULES for needle in rule.needles))
+
+
+def _present(lowered: str) -> set[str]:
+    """The needles that occur in ``lowered``: each looked for once, not once per rule."""
+    found = {needle for needle in _NEEDLES if needle in lowered}
+    if "key" in lowered and not lowered.isascii():
+        # IGNORECASE also matches letters that str.lower keeps apart from ASCII (U+0131
+        # dotless i, U+017F long s): such text runs the key rule whenever it holds a "key".
+        found.update(_KEY_NEEDLES)
+    return found
+
+
 def redact(text: str) -> tuple[str, Counter[str]]:
     """``text`` with every secret replaced by ``[REDACTED:<kind>]``, and the count per kind."""
     counts: Counter[str] = Counter()
-    lowered = text.lower()
+    present = _present(text.lower())
+    if not present:
+        return text, counts
     for rule in RULES:
-        if not any(needle in lowered for needle in rule.needles):
+        if present.isdisjoint(rule.needles):
             continue  # cheap pre-filter: most rules cannot match most texts
-        text = rule.pattern.sub(partial(_mask, rule=rule, counts=counts), text)
-        lowered = text.lower()
+        masked = rule.pattern.sub(partial(_mask, rule=rule, counts=counts), text)
+        if masked != text:  # a marker may bring a needle in ("[REDACTED:api_key]")
+            text = masked
+            present = _present(text.lower())
     return text, counts
 
 
@@ -308,22 +331,23 @@ class SecretRedactor:
 
 
 def redact_report(report: IncidentReport, clean: Callable[[str], str]) -> IncidentReport:
-    """A copy of ``report`` with ``clean`` applied to the strings a secret could hide in."""
+    """``report`` with ``clean`` applied to the strings a secret could hide in; only what
+    changed is copied (``report`` itself when nothing did)."""
     update: dict[str, object] = {}
-    if report.finding is not None:
-        finding = report.finding
-        update["finding"] = finding.model_copy(
-            update={
-                "summary": clean(finding.summary),
-                "probable_cause": clean(finding.probable_cause),
-                "evidence": [
-                    EvidenceItem(source=clean(item.source), detail=clean(item.detail))
-                    for item in finding.evidence
-                ],
-                "recommended_actions": [clean(text) for text in finding.recommended_actions],
-            }
-        )
-    update["tools_called"] = [
+    finding = report.finding
+    if finding is not None:
+        cleaned = {
+            "summary": clean(finding.summary),
+            "probable_cause": clean(finding.probable_cause),
+            "evidence": [
+                EvidenceItem(source=clean(item.source), detail=clean(item.detail))
+                for item in finding.evidence
+            ],
+            "recommended_actions": [clean(text) for text in finding.recommended_actions],
+        }
+        if any(getattr(finding, name) != value for name, value in cleaned.items()):
+            update["finding"] = finding.model_copy(update=cleaned)
+    calls = [
         call.model_copy(
             update={
                 "arguments": clean(call.arguments),
@@ -332,6 +356,8 @@ def redact_report(report: IncidentReport, clean: Callable[[str], str]) -> Incide
         )
         for call in report.tools_called
     ]
-    if report.error is not None:
-        update["error"] = clean(report.error)
-    return report.model_copy(update=update)
+    if calls != report.tools_called:
+        update["tools_called"] = calls
+    if report.error is not None and (error := clean(report.error)) != report.error:
+        update["error"] = error
+    return report.model_copy(update=update) if update else report

@@ -213,3 +213,19 @@ def test_evidence_reads_escaped_and_percent_encoded_text() -> None:
     (metric,) = extract_claims('up{job="api"}')
     (host,) = extract_claims("app-09:80")
     assert evidence.supports(metric) and evidence.supports(host)
+
+
+@pytest.mark.parametrize(
+    ("seen", "found"),
+    [
+        ("host app-01 is down", True),
+        ("see app-01.", True),  # a dot that ends the sentence
+        ("(APP-01:8080)", True),
+        ("app-011 and web-app-01x", False),
+        ("app-01.example.internal", False),  # a longer name
+        ("my_app-01", False),
+        ("web-app-01, then app-01 itself", True),  # the second occurrence stands alone
+    ],
+)
+def test_a_name_is_seen_only_on_its_own(seen: str, found: bool) -> None:
+    assert Evidence([seen]).has_name("app-01") is found

@@ -12,7 +12,7 @@ import pytest
 from mcp_sentinel.models import IncidentNotification
 from mcp_sentinel.prompts import ALERT_DATA_CLOSE, ALERT_DATA_OPEN, fence_alert_data
 from mcp_sentinel.validators import AgentInput, Approved, Modified, Rejected, ToolOutput
-from mcp_sentinel.validators.injection_guard import InjectionGuard, scan_document
+from mcp_sentinel.validators.injection_guard import InjectionGuard, _CleanStrings, scan_document
 from mcp_sentinel.validators.injection_scan import (
     NEUTRALISED,
     InjectionVerdict,
@@ -185,6 +185,41 @@ def test_a_classifier_is_consulted_in_addition_to_the_heuristics() -> None:
     assert isinstance(result.action, ToolOutput)
     assert result.action.output == f"All fine. {NEUTRALISED}"
     assert classifier.seen == [text]
+
+
+def test_a_guard_that_saw_an_alert_judges_the_next_ones_the_same(
+    firing: IncidentNotification,
+) -> None:
+    guard = InjectionGuard()
+    clean = AgentInput("Checkout", "inc-1", "Investigate.", fence_alert_data(firing))
+    attack = ANNOTATIONS[0]["text"]
+    for _ in range(2):  # the second time, the alert's clean strings are remembered
+        assert isinstance(guard.validate(clean, context()), Approved)
+        result = guard.validate(_alert_with(firing, attack), context())
+        assert isinstance(result, Modified) and "annotations.description" in result.reason
+        # The same suspicious text under another name: still scanned, still found.
+        moved = replace(firing, annotations={**firing.annotations, "summary": attack})
+        action = AgentInput("Checkout", "inc-1", "Investigate.", fence_alert_data(moved))
+        result = guard.validate(action, context())
+        assert isinstance(result, Modified) and "annotations.summary" in result.reason
+
+
+def test_a_classifier_sees_every_string_of_every_alert(firing: IncidentNotification) -> None:
+    classifier = KeywordClassifier()
+    guard = InjectionGuard(classifier=classifier)
+    action = AgentInput("Checkout", "inc-1", "Investigate.", fence_alert_data(firing))
+    guard.validate(action, context())
+    first = list(classifier.seen)
+    guard.validate(action, context())
+    assert first and classifier.seen == first * 2
+
+
+def test_the_clean_strings_kept_are_bounded() -> None:
+    clean = _CleanStrings(capacity=3, max_chars=8)
+    for text in ("a", "b", "c", "d", "a long string"):
+        clean.add(text)
+    assert "d" in clean and "a long string" not in clean
+    assert sum(text in clean for text in "abcd") <= 3
 
 
 def test_a_classifier_without_spans_neutralises_the_whole_string() -> None:

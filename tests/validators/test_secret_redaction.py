@@ -9,7 +9,7 @@ import pytest
 
 from mcp_sentinel.models import ToolCallRecord
 from mcp_sentinel.validators import AgentInput, Approved, Modified, ReportCheck, ToolOutput
-from mcp_sentinel.validators.secret_redaction import SecretRedactor, redact
+from mcp_sentinel.validators.secret_redaction import SecretRedactor, redact, redact_report
 from tests.validators.conftest import context, load_jsonl, make_finding, make_report
 
 SECRETS = load_jsonl("secrets.jsonl")
@@ -55,9 +55,25 @@ def test_keys_stay_readable_only_values_are_masked() -> None:
     )
 
 
+SECRET_KEYS = (
+    "api_key", "API-KEY", "ApiKey", "access_key", "AccessKey", "access-key", "private_key",
+    "privateKey", "private-key", "secret_key", "SECRET-KEY", "client_secret", "DB_PASSWORD",
+    "passphrase", "auth_token", "refresh-token", "credentials", "stripe.api_key",
+    # IGNORECASE folds these into ASCII letters; str.lower does not.
+    "ap\u0131_key", "\u212aey_passwd",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_every_spelling_of_a_secret_key_is_masked(key: str) -> None:
+    redacted, counts = redact(f"{key}=s3cr3t-Value-42")
+    assert redacted == f"{key}=[REDACTED:{counts.most_common(1)[0][0]}]", redacted
+
+
 @pytest.mark.parametrize(
     "text",
     [
+        '"group": {"key": "storm-50", "receiver": "sentinel"}',
         "fingerprint 493612e264dd2f37 and e05715e55116a32e",
         "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7",
         "uid 6f1c2a9e-3b4d-4e8f-a1b2-c3d4e5f60718",
@@ -124,3 +140,12 @@ def test_nothing_to_redact_is_approved() -> None:
     assert isinstance(SecretRedactor().validate(check, context()), Approved)
     out = ToolOutput("Checkout", "inc-1", "prom", "query", "up 1", is_error=False)
     assert isinstance(SecretRedactor().validate(out, context()), Approved)
+
+
+def test_a_report_with_nothing_to_mask_is_not_copied() -> None:
+    report = make_report(
+        make_finding(),
+        tools_called=[ToolCallRecord(tool="q", server="ops", arguments="{}", result="up 1")],
+        error="timed out",
+    )
+    assert redact_report(report, lambda text: redact(text)[0]) is report
