@@ -15,8 +15,9 @@ whatever its size: a row per alert (and its dedupe row) costs more than the aler
 dispatch in memory.
 
 The payload's ``seq`` is the arrival number of its first incident and its incidents follow
-(``seq`` plus their index in the columns), on the same number line as the ``incidents`` table, so the
-order of arrival holds across both. An incident of a payload is named by (seq, position).
+(``seq`` plus their index in the columns), on the same number line as the ``incidents``
+table, so the order of arrival holds across both. An incident of a payload is named by
+(seq, position).
 
 Per-incident changes happen at investigation rate and write one small row of
 ``payload_incidents`` (payload, position, state, claimed_by) each; no row means queued:
@@ -400,5 +401,5 @@ def keys_of(state: str, incidents_or_keys: str, body: bytes | None) -> list[Dedu
             if not 0 <= position < len(alerts):
                 raise ValueError(f"position {position} is not one alert of the payload")
             alert = alerts[position]
-            keys.append((alert.fingerprint, alert.startsAt, alert.status))
+            keys.append((alert["fingerprint"], alert["startsAt"], alert["status"]))
     return keys
