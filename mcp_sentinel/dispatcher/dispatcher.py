@@ -261,14 +261,22 @@ class Dispatcher:
 
     async def _wait_for_writes_of(self, notifications: Sequence[IncidentNotification]) -> None:
         """Until no alert of ``notifications`` is in a queue write still under way."""
-        while self._in_flight and (
-            waits := {
-                self._in_flight[key].finished()
+        in_flight = self._in_flight
+        while in_flight:
+            # Per alert of a storm while writes are under way: the key built inline.
+            writes = {
+                write
                 for notification in notifications
-                if (key := notification.dedupe_key) in self._in_flight
+                if (
+                    write := in_flight.get(
+                        (notification.fingerprint, notification.starts_at, notification.status)
+                    )
+                )
+                is not None
             }
-        ):
-            await asyncio.wait(waits)
+            if not writes:
+                return
+            await asyncio.wait([write.finished() for write in writes])
 
     async def _write(
         self, fresh: list[Incident], keys: list[DedupeKey], origin: PayloadOrigin | None
