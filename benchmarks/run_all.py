@@ -163,9 +163,9 @@ def render(
         f"{storm['agent_runs_metric']:g} in `sentinel_agent_runs_total`, for "
         f"{storm['incidents']} distinct incidents",
         f"- dedupe entries (TTL {storm['dedupe_ttl_s']:g} s): {storm['dedupe_held_before_ttl']} "
-        f"before the TTL, {storm['dedupe_held_after_ttl']} after it, "
-        f"{storm['dedupe_held_after_next_alert']} once the next alert arrived (expired entries "
-        "are dropped as new ones come in)",
+        f"as the storm ended, {storm['dedupe_held_after_ttl']} once the TTL and one purge "
+        f"interval ({min(60.0, storm['dedupe_ttl_s']):g} s) had passed, "
+        f"{storm['dedupe_held_after_next_alert']} after one more alert",
         "",
         "## Dispatch overhead (CPU per alert, parsed payload to queued incident)",
         "",

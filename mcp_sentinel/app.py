@@ -154,6 +154,7 @@ class Sentinel:
                 tracker=tracker,
                 health=(state.problem, lambda: sinks.problem, lambda: investigator.problem),
                 traced=tracing.enabled,
+                dedupe_purge_interval=min(60.0, dispatcher_settings.dedupe_ttl_seconds),
             )
         )
         server = settings.server

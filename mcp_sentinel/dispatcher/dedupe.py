@@ -31,6 +31,12 @@ class DedupeStore(Protocol):
         """Remember each key for one TTL from first sight (a repeat does not extend it)."""
         ...
 
+    def purge(self) -> int:
+        """Drop the expired keys from memory; return how many. The dispatcher calls it now
+        and then, so a storm's keys are let go once their TTL passed even when no alert
+        follows to push them out."""
+        ...
+
     def __len__(self) -> int: ...
 
 

@@ -108,9 +108,15 @@ class Dispatcher:
         tracker: IncidentTracker | None = None,
         health: Sequence[Callable[[], str | None]] = (),
         traced: bool = True,
+        dedupe_purge_interval: float = 60.0,
     ) -> None:
         """``traced`` False (tracing is off) skips looking for the caller's span to carry
-        with each incident: there is none, and the look costs ~2 µs per payload."""
+        with each incident: there is none, and the look costs ~2 µs per payload.
+        ``dedupe_purge_interval``: how often, in seconds, the expired dedupe keys are dropped
+        while no new alert arrives (new ones drop them as they come)."""
+        if dedupe_purge_interval <= 0:
+            raise ValueError("dedupe_purge_interval must be positive")
+        self._dedupe_purge_interval = dedupe_purge_interval
         self._router = router
         self._traced = traced
         self._tracker = tracker
@@ -130,7 +136,7 @@ class Dispatcher:
         # Dedupe keys being written by a payload's queue write, and the write's completion.
         self._in_flight: dict[DedupeKey, _QueueWrite] = {}
         self._task_group: asyncio.TaskGroup | None = None
-        self._workers: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the workers and the dedupe purge
         self._stopped = asyncio.Event()
         metrics.queue_capacity.set(queue.capacity)
         # Read when scraped: nothing to update per payload or per incident taken.
@@ -163,10 +169,13 @@ class Dispatcher:
     async def __aenter__(self) -> Dispatcher:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
-        self._workers = [
+        self._tasks = [
             self._task_group.create_task(self._work(index), name=f"sentinel-worker-{index}")
             for index in range(self._worker_concurrency)
         ]
+        self._tasks.append(
+            self._task_group.create_task(self._purge_dedupe(), name="sentinel-dedupe-purge")
+        )
         self._accepting = True
         return self
 
@@ -293,6 +302,14 @@ class Dispatcher:
                 del self._in_flight[key]
             write.finish()
 
+    async def _purge_dedupe(self) -> None:
+        """Every ``dedupe_purge_interval``, the expired dedupe keys dropped: after a storm
+        the daemon lets go of its keys once their TTL passed, not at the next alert."""
+        while True:
+            await asyncio.sleep(self._dedupe_purge_interval)
+            if dropped := self._dedupe.purge():
+                logger.debug("dropped {count} expired dedupe key(s)", count=dropped)
+
     def _finish(self, outcomes: list[DispatchOutcome]) -> DispatchResult:
         if len(outcomes) == 1:  # the common one-alert payload
             self._dispatched[outcomes[0]].inc()
@@ -349,5 +366,5 @@ class Dispatcher:
                 queued=self._queue.depth(),
                 running=self._queue.in_progress(),
             )
-        for worker in self._workers:
-            worker.cancel()
+        for task in self._tasks:
+            task.cancel()

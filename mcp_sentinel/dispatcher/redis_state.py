@@ -47,6 +47,10 @@ class RedisDedupeStore:
     def remember_all(self, keys: Iterable[Hashable]) -> None:
         self._cache.remember_all(keys)
 
+    def purge(self) -> int:
+        """The mirror's expired keys dropped (Redis expires its own)."""
+        return self._cache.purge()
+
 
 @dataclass(frozen=True, slots=True)
 class RedisIntakeState:

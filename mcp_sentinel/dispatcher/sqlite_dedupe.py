@@ -111,6 +111,11 @@ class SqliteDedupeStore:
 
         self._db.submit(write, what=f"remember {len(rows)} dedupe key(s)")
 
+    def purge(self) -> int:
+        """The expired keys dropped from memory. Their rows go with the intake's periodic
+        purge (``purge_due``): deleting them needs no transaction of its own."""
+        return self._cache.purge()
+
     # -- used by SqliteQueueBackend inside its intake transaction --------------------------
 
     def new_keys(self, keys: Sequence[DedupeKey]) -> DedupeWrite:
