@@ -224,7 +224,7 @@ def render(
             targets.append(
                 (
                     f"1-alert, {r['target']}, c={connections}: p99 ≤ 2x floor",
-                    f"{r['p99_vs_floor']:.1f}x ({r['p99_ms']:.1f} ms)",
+                    f"{r['p99_vs_floor']:.2f}x ({r['p99_ms']:.1f} ms)",
                     r["p99_vs_floor"] <= 2,
                 )
             )
@@ -283,8 +283,30 @@ def render(
     for label, measured, ok in targets:
         lines.append(f"| {label} | {measured} | {mark(ok)} |")
     met = sum(ok for *_, ok in targets)
-    lines += ["", f"{met} of {len(targets)} targets met in this run.", ""]
+    lines += ["", f"{met} of {len(targets)} targets met in this run.", "", *WHERE_THE_TIME_GOES, ""]
     return "\n".join(lines)
+
+
+# What profiling (py-spy on the pinned daemon under each benchmark's load) found standing
+# between the figures and the targets; kept with the page so a reader knows where to look.
+WHERE_THE_TIME_GOES = (
+    "## Where the time goes",
+    "",
+    "- **1-alert intake.** The floor spends ~210 µs of CPU per request on aiohttp alone; the "
+    "daemon adds the bearer check, pydantic's parse of the payload, routing, dedupe, the "
+    "queue and the metrics, ~100 µs in memory. With the sqlite queue each commit (run on the "
+    "database thread, on the same pinned core) costs ~180 µs of CPU, two thirds of it the "
+    "kernel's fsync work (`synchronous=FULL`: what was answered 200 survives a crash of the "
+    "machine); at these rates few payloads share a commit.",
+    "- **50-alert intake, sqlite.** A payload is one row holding its body, but its 50 "
+    "incidents are still mirrored in memory (ids, places, dedupe keys): ~8 µs per alert "
+    "beyond the memory queue, plus the commit.",
+    "- **End to end.** Each run costs ~17 ms of the daemon's CPU, more than half of it in the "
+    "openai-agents SDK and the openai client around the model call (the client's transform of "
+    "the request alone ~15% of the busy loop), and the audit and outbox writes of its finding "
+    "are committed before the "
+    "worker takes its next incident, so that a finding is never lost in a crash.",
+)
 
 
 def main() -> None:
