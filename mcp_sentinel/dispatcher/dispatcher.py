@@ -204,18 +204,20 @@ class Dispatcher:
         """
         if not self.accepting:
             return self._finish([_REJECTED] * len(notifications))
+        # ``notification.dedupe_key`` spelled out, once per alert: this runs per alert of a
+        # storm, and the property call costs more than the tuple.
+        keys = [(n.fingerprint, n.starts_at, n.status) for n in notifications]
         if self._in_flight:
             # An alert of this payload may be in another payload's write right now: whether
             # this one is a duplicate depends on that write, so wait for it and classify
             # afterwards.
-            await self._wait_for_writes_of(notifications)
+            await self._wait_for_writes_of(keys)
             if not self.accepting:  # shutdown began (or a health problem) while we waited
                 return self._finish([_REJECTED] * len(notifications))
         # From here to the queue's write nothing awaits, so no other payload interleaves with
         # the classification; the write itself is awaited without a lock, so the durable
         # queue commits the payloads that arrive meanwhile together (one fsync for all).
-        # This loop runs per alert of a storm: attribute lookups are hoisted and the key is
-        # built inline (``notification.dedupe_key`` spelled out).
+        # This loop runs per alert of a storm: attribute lookups are hoisted.
         outcomes: list[DispatchOutcome] = []
         fresh: list[Incident] = []
         fresh_keys: list[DedupeKey] = []
@@ -226,8 +228,7 @@ class Dispatcher:
         now = time.monotonic()
         seen = self._dedupe.seen
         route = self._router.route
-        for position, notification in enumerate(notifications):
-            key = (notification.fingerprint, notification.starts_at, notification.status)
+        for position, (notification, key) in enumerate(zip(notifications, keys, strict=True)):
             if key in batch_keys or seen(key):
                 outcomes.append(_DUPLICATE)
                 continue
@@ -268,21 +269,11 @@ class Dispatcher:
                         self._tracker.resolve(incident.notification.key)
         return self._finish(outcomes)
 
-    async def _wait_for_writes_of(self, notifications: Sequence[IncidentNotification]) -> None:
-        """Until no alert of ``notifications`` is in a queue write still under way."""
+    async def _wait_for_writes_of(self, keys: Sequence[DedupeKey]) -> None:
+        """Until none of ``keys`` is in a queue write still under way."""
         in_flight = self._in_flight
         while in_flight:
-            # Per alert of a storm while writes are under way: the key built inline.
-            writes = {
-                write
-                for notification in notifications
-                if (
-                    write := in_flight.get(
-                        (notification.fingerprint, notification.starts_at, notification.status)
-                    )
-                )
-                is not None
-            }
+            writes = {write for key in keys if (write := in_flight.get(key)) is not None}
             if not writes:
                 return
             await asyncio.wait([write.finished() for write in writes])

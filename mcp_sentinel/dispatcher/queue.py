@@ -125,11 +125,8 @@ class WaitingIncidents:
         them already (the durable queue computes them for its rows)."""
         heap, sequence, push = self._heap, self._sequence, heapq.heappush
         if priorities is None:
-            # ``priority_of`` spelled out: this runs per alert of a storm.
             for incident in incidents:
-                severity = incident.notification.labels.get("severity", "")
-                priority = _SEVERITY_RANK.get(severity.lower(), _DEFAULT_RANK)
-                push(heap, (priority, next(sequence), incident))
+                push(heap, (priority_of(incident), next(sequence), incident))
         else:
             for priority, incident in zip(priorities, incidents, strict=True):
                 push(heap, (priority, next(sequence), incident))

@@ -120,9 +120,7 @@ class SqliteDedupeStore:
 
     def new_keys(self, keys: Sequence[DedupeKey]) -> DedupeWrite:
         """The keys of ``keys`` not remembered yet, with the expiry they get when written."""
-        return DedupeWrite(
-            [key for key in keys if not self._cache.seen(key)], self._clock() + self._ttl
-        )
+        return self.split_new(keys)[1]
 
     def split_new(self, keys: Sequence[DedupeKey]) -> tuple[list[bool], DedupeWrite]:
         """For each of ``keys`` whether it is new, and the new ones as ``new_keys`` gives them

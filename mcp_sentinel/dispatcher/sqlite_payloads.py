@@ -68,6 +68,7 @@ from mcp_sentinel.models import (
     PayloadOrigin,
     WebhookPayload,
 )
+from mcp_sentinel.watchers.webhook import describe_validation_error
 
 INSERT_PAYLOAD = (
     "INSERT INTO payloads (seq, state, source, received_at, enqueued_at, keys_expire_at, "
@@ -320,10 +321,7 @@ def _parsed(body: bytes) -> WebhookPayload:
     try:
         return WebhookPayload.model_validate_json(body)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
+        problems = describe_validation_error(exc)
         raise ValueError(
             "the body is not an Alertmanager webhook payload this version reads ("
             + "; ".join(problems[:3])

@@ -308,6 +308,8 @@ async def test_a_payload_this_version_cannot_read_is_kept_and_reported(
     assert f"queued payload {before[0]} cannot be read" in line
     if damage is not _incidents_not_columns:
         assert ids[0] in line  # its incidents are named
+    if damage is _replace_body:  # the reason names the field, as the webhook's 400 does
+        assert "version: Input should be '4'" in line, line
     assert "1 unreadable row(s) kept" in "".join(logs)
     # Kept as it was, for a human.
     assert state_rows(path, "SELECT seq, body, incidents FROM payloads ORDER BY seq")[0] == before
