@@ -17,14 +17,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import FIXTURES
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The shared fixtures sit beside the repository (../shared), as in CI.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
 SINGLE = FIXTURES / "webhook_firing_single_alert.json"
 GROUP_50 = FIXTURES / "webhook_firing_group_50_alerts.json"
 PY = sys.executable

@@ -12,7 +12,12 @@ import pytest
 from mcp_sentinel.models import IncidentNotification, WebhookPayload
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "alertmanager"
+# The payloads captured from a real Alertmanager live in ../shared beside the repository; a
+# copy travels with it (tests/fixtures), so a clone anywhere runs the suite. When both are
+# there the original is used, and tests/test_fixture_copy.py fails if the copy drifted.
+SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "alertmanager"
+BUNDLED_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "alertmanager"
+FIXTURES = SHARED_FIXTURES if SHARED_FIXTURES.is_dir() else BUNDLED_FIXTURES
 
 
 def _fixtures_dir() -> Path:

@@ -1,6 +1,6 @@
 """No false positives: real Alertmanager alerts and realistic tool output pass untouched.
 
-The alerts are every alert in the shared fixtures, ../shared/fixtures/alertmanager
+The alerts are every alert in the captured fixtures (``tests.conftest.FIXTURES``)
 (webhook payloads, the Alertmanager v2 API and the Prometheus alerts API), seen three ways:
 each label and annotation value, each alert as JSON, and each webhook alert fenced exactly as
 the prompt renders it. The tool outputs are in corpus/benign/: Prometheus and Loki query
