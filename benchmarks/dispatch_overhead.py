@@ -26,6 +26,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ from tests.helpers import write_config
 
 
 class NeverRuns:
-    async def handle(self, incident: Incident) -> None:  # pragma: no cover - no workers
+    async def handle(
+        self, incident: Incident, release_slot: Callable[[], None]
+    ) -> None:  # pragma: no cover - no workers
         raise AssertionError("no worker should run")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -58,8 +59,9 @@ class InvestigationHandler:
         self._tokens = Children(metrics.agent_tokens)
         self._turns = Children(metrics.agent_turns)
 
-    async def handle(self, incident: Incident) -> None:
-        """Investigate and report one incident, inside its trace and its log context."""
+    async def handle(self, incident: Incident, release_slot: Callable[[], None]) -> None:
+        """Investigate and report one incident, inside its trace and its log context;
+        ``release_slot`` is called once the report is made, before its delivery."""
         queued_seconds = max(0.0, time.monotonic() - incident.enqueued_monotonic)
         parent = extract_context(incident.traceparent)
         now_ns = time.time_ns()
@@ -86,10 +88,12 @@ class InvestigationHandler:
                 fingerprint=notification.fingerprint,
                 trace_id=f"{trace_id:032x}" if trace_id else None,
             ):
-                report = await self._handle(incident, queued_seconds)
+                report = await self._handle(incident, queued_seconds, release_slot)
             span.set_attribute("sentinel.outcome", report.outcome.value)
 
-    async def _handle(self, incident: Incident, queued_seconds: float) -> IncidentReport:
+    async def _handle(
+        self, incident: Incident, queued_seconds: float, release_slot: Callable[[], None]
+    ) -> IncidentReport:
         prompt: RenderedPrompt | None = None
         if incident.notification.status == "resolved":
             report = self._base(incident, Outcome.RESOLVED, None)
@@ -117,6 +121,7 @@ class InvestigationHandler:
             tools=len(report.tools_called),
             duration=report.duration_seconds,
         )
+        release_slot()  # the model's part is over: the next incident need not wait for disks
         await self._sinks.deliver(IncidentRecord(incident, prompt, report), incident.card.sinks)
         return report
 

@@ -1,7 +1,14 @@
 """The dispatcher: routes and dedupes notifications, queues incidents, runs the workers.
 
-Lifecycle (``async with Dispatcher(...)``): entering starts ``worker_concurrency`` worker tasks
-in a TaskGroup; ``shutdown()`` stops intake (``dispatch`` answers REJECTED from then on), waits up
+Workers: ``worker_concurrency`` investigation slots. A worker takes an incident from the queue
+only while holding a slot, and its handler gives the slot back once the scarce part (the agent
+run) is over, so the next incident starts while the last one's report is still being
+delivered (the audit log's write and fsync, the outbox commit). Twice as many worker tasks as
+slots run, so at most ``worker_concurrency`` incidents are investigated at once and at most as
+many more are delivering.
+
+Lifecycle (``async with Dispatcher(...)``): entering starts the worker tasks in a TaskGroup;
+``shutdown()`` stops intake (``dispatch`` answers REJECTED from then on), waits up
 to ``drain_timeout`` for the queue to empty and running incidents to finish, then cancels what is
 left: a cancelled worker ``release``s its incident, which a durable queue runs again after the
 next start (and keeps whatever was still queued). Leaving the context calls ``shutdown()`` if
@@ -44,9 +51,29 @@ _UNROUTED, _REJECTED = DispatchOutcome.UNROUTED, DispatchOutcome.REJECTED
 
 class IncidentHandler(Protocol):
     """Investigates one incident and delivers its report. Must not raise for a failed analysis:
-    a failure is a report with outcome ``analysis_failed``. Runs on a worker task."""
+    a failure is a report with outcome ``analysis_failed``. Runs on a worker task.
 
-    async def handle(self, incident: Incident) -> None: ...
+    ``release_slot`` gives the worker's investigation slot to the next incident: call it once
+    what the slots ration (the agent run) is over, before the delivery. Calling it is
+    optional (the slot comes back when ``handle`` returns) and a second call does nothing.
+    The incident is finished (``task_done``) only when ``handle`` returns."""
+
+    async def handle(self, incident: Incident, release_slot: Callable[[], None]) -> None: ...
+
+
+class _Slot:
+    """One worker's hold on an investigation slot; ``release`` is idempotent."""
+
+    __slots__ = ("_held", "_slots")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 @dataclass(slots=True)
@@ -128,6 +155,7 @@ class Dispatcher:
             outcome: metrics.alerts_dispatched.labels(outcome.value) for outcome in DispatchOutcome
         }
         self._worker_concurrency = worker_concurrency
+        self._slots = asyncio.Semaphore(worker_concurrency)
         self._drain_timeout = drain_timeout
         self._health = tuple(health)
         self._accepting = False
@@ -171,7 +199,8 @@ class Dispatcher:
         await self._task_group.__aenter__()
         self._tasks = [
             self._task_group.create_task(self._work(index), name=f"sentinel-worker-{index}")
-            for index in range(self._worker_concurrency)
+            # Twice the slots: a worker delivering its report holds none (see the module doc).
+            for index in range(2 * self._worker_concurrency)
         ]
         self._tasks.append(
             self._task_group.create_task(self._purge_dedupe(), name="sentinel-dedupe-purge")
@@ -312,11 +341,20 @@ class Dispatcher:
         return DispatchResult(tuple(outcomes))
 
     async def _work(self, index: int) -> None:
+        slots = self._slots
         while True:
-            incident = await self._queue.get()
+            await slots.acquire()
+            slot = _Slot(slots)
+            try:
+                # Taken from the queue only with a slot in hand: an incident waits in the
+                # queue (where another replica may take it), not on a worker.
+                incident = await self._queue.get()
+            except BaseException:
+                slot.release()
+                raise
             self._metrics.queue_wait.observe(time.monotonic() - incident.enqueued_monotonic)
             try:
-                await self._handler.handle(incident)
+                await self._handler.handle(incident, slot.release)
             except asyncio.CancelledError:
                 # Not finished: a durable queue runs it again after the next start.
                 self._queue.release(incident)
@@ -331,6 +369,8 @@ class Dispatcher:
                 logger.exception(
                     "incident {incident_id} failed in its handler", incident_id=incident.incident_id
                 )
+            finally:
+                slot.release()
             self._queue.task_done(incident)
 
     async def shutdown(self) -> None:

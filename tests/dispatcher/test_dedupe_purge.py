@@ -18,7 +18,9 @@ CARD = IncidentCard(resource="c", prompt="p")
 
 
 class NoHandler:
-    async def handle(self, incident: Incident) -> None:  # pragma: no cover - no workers
+    async def handle(
+        self, incident: Incident, release_slot: Callable[[], None]
+    ) -> None:  # pragma: no cover - no workers
         raise AssertionError("no worker should run")
 
 

@@ -112,7 +112,9 @@ async def test_the_depth_gauge_is_the_queue_depth_when_scraped(
 
 
 class NoHandler:
-    async def handle(self, incident: Incident) -> None:  # pragma: no cover - no workers
+    async def handle(
+        self, incident: Incident, release_slot: Callable[[], None]
+    ) -> None:  # pragma: no cover - no workers
         raise AssertionError("no worker runs")
 
 

@@ -43,7 +43,7 @@ class HeldHandler:
         self.taken: list[Incident] = []
         self.release = asyncio.Event()
 
-    async def handle(self, incident: Incident) -> None:
+    async def handle(self, incident: Incident, release_slot: Callable[[], None]) -> None:
         self.taken.append(incident)
         await self.release.wait()
 

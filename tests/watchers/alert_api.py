@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -125,7 +125,7 @@ class RecordingHandler:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def handle(self, incident: Incident) -> None:
+    async def handle(self, incident: Incident, release_slot: Callable[[], None]) -> None:
         self.taken.append(incident.notification)
         await self.gate.wait()
         self.handled.append(incident.notification)
