@@ -6,6 +6,8 @@ runs in a subprocess pinned to core 0; this process (core 1) serves the fake mod
 answer waits L seconds, and posts all N incidents at once in 50-alert payloads. The rate is N
 over the time from the first POST to the N-th finished agent run (its audit record, read from
 the file: scraping ``/metrics`` that often would spend the daemon's core on the measurement).
+In the same run, ``_sdk_floor.py`` runs bare ``Runner.run`` calls with the same C, L and N on
+the same core: what the SDK and the openai client alone allow, the floor under the daemon.
 
     uv run python benchmarks/end_to_end.py [--incidents 400] [--latency 0.5] [--workers 8]
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -51,6 +55,32 @@ class LineCounter:
         self._offset += len(chunk)
         self._lines += chunk.count(b"\n")
         return self._lines
+
+
+SDK_FLOOR = Path(__file__).resolve().parent / "_sdk_floor.py"
+
+
+async def sdk_floor(incidents: int, workers: int, latency: float) -> tuple[float, float]:
+    """Incidents per second of bare ``Runner.run`` calls (``_sdk_floor.py``, pinned to the
+    daemon's core) against a fake model of the same latency, and one call's mean seconds."""
+    steps = [Delay(latency, FinalJSON(FINDING))] * (incidents + 10)
+    async with FakeOpenAI(steps) as model:
+        proc = await asyncio.create_subprocess_exec(
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            str(SDK_FLOOR),
+            model.base_url,
+            str(incidents),
+            str(workers),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmarks/_sdk_floor.py failed (exit status {proc.returncode})")
+    result = json.loads(out.decode().split("RESULT ", 1)[1])
+    return float(result["runs"]) / float(result["elapsed_s"]), float(result["run_mean_s"])
 
 
 async def main() -> None:
@@ -105,7 +135,11 @@ async def main() -> None:
                     if isinstance(r.get("report"), dict) and "queued_seconds" in r["report"]
                 ]
             waits = [float(r["queued_seconds"]) for r in records]
+            # What a run takes beyond the model's L: the SDK, the validators, the prompt, the
+            # HTTP to the model, and waiting for the core the other runs share.
+            overheads = [(float(r["duration_seconds"]) - args.latency) * 1000 for r in records]
     rate = runs / elapsed
+    floor_rate, floor_run = await sdk_floor(args.incidents, args.workers, args.latency)
     row = {
         "incidents": args.incidents,
         "finished": runs,
@@ -116,9 +150,15 @@ async def main() -> None:
         "incidents_per_s": rate,
         "ideal_per_s": ideal,
         "ratio": rate / ideal,
+        "sdk_floor_per_s": floor_rate,
+        "sdk_floor_ratio": floor_rate / ideal,
+        "vs_sdk_floor": rate / floor_rate,
+        "sdk_floor_run_beyond_latency_mean_ms": (floor_run - args.latency) * 1000,
         "queue_wait_p50_s": percentile(waits, 50),
         "queue_wait_p99_s": percentile(waits, 99),
         "queue_wait_samples": len(waits),
+        "run_beyond_latency_mean_ms": statistics.fmean(overheads) if overheads else None,
+        "run_beyond_latency_p50_ms": percentile(overheads, 50) if overheads else None,
     }
     print(
         f"{runs:g}/{args.incidents} incidents in {elapsed:.2f} s: {rate:.2f}/s against "
@@ -127,6 +167,18 @@ async def main() -> None:
         f"({len(waits)} audit records)",
         flush=True,
     )
+    print(
+        f"the SDK alone (benchmarks/_sdk_floor.py, same C, L and N): {floor_rate:.2f}/s "
+        f"({floor_rate / ideal:.1%} of C/L); the daemon reaches {rate / floor_rate:.1%} of it",
+        flush=True,
+    )
+    if overheads:
+        print(
+            f"a run takes L + {row['run_beyond_latency_mean_ms']:.1f} ms on average "
+            f"(median L + {row['run_beyond_latency_p50_ms']:.1f} ms); a bare Runner.run "
+            f"L + {row['sdk_floor_run_beyond_latency_mean_ms']:.1f} ms",
+            flush=True,
+        )
     emit("end_to_end", row)
 
 

@@ -125,7 +125,9 @@ def render(
         "queue commits together what arrives during a commit); the target is judged on the "
         "latter.",
         "- **end to end** (`benchmarks/end_to_end.py`): N incidents posted at once; the fake "
-        "model answers after L; rate = N / (first POST to N-th finished run).",
+        "model answers after L; rate = N / (first POST to N-th finished run). The same N, C "
+        "and L then run through the SDK alone (`benchmarks/_sdk_floor.py`, pinned the same "
+        "way) as the floor under the daemon.",
         "- **startup** (`benchmarks/startup.py`): `.venv/bin/sentinel run` to `/readyz` 200.",
         "",
         "## Ingest",
@@ -185,6 +187,13 @@ def render(
         f"- {e2e['incidents']} incidents, C = {e2e['workers']} workers, L = "
         f"{e2e['latency_s']:g} s: {e2e['incidents_per_s']:.2f} incidents/s against "
         f"C/L = {e2e['ideal_per_s']:.2f}/s (**{e2e['ratio']:.1%}**)",
+        f"- the SDK alone (`benchmarks/_sdk_floor.py`: bare `Runner.run` calls with the same "
+        f"C, L, N, prompt and core, nothing of the daemon around them): "
+        f"{e2e['sdk_floor_per_s']:.2f}/s ({e2e['sdk_floor_ratio']:.1%} of C/L); the daemon "
+        f"reaches **{e2e['vs_sdk_floor']:.1%}** of it",
+        f"- a run (audit `duration_seconds`) takes L + {e2e['run_beyond_latency_mean_ms']:.1f} "
+        f"ms on average, median L + {e2e['run_beyond_latency_p50_ms']:.1f} ms; a bare "
+        f"`Runner.run` L + {e2e['sdk_floor_run_beyond_latency_mean_ms']:.1f} ms",
         f"- queue wait (audit `queued_seconds`): p50 {e2e['queue_wait_p50_s']:.2f} s, p99 "
         f"{e2e['queue_wait_p99_s']:.2f} s (all N are queued at once, so the last waits about "
         "N/(C/L))",
@@ -277,7 +286,11 @@ def render(
             )
         )
     targets += [
-        ("end to end ≥ 95% of C/L", f"{e2e['ratio']:.1%}", e2e["ratio"] >= 0.95),
+        (
+            "end to end ≥ 95% of C/L",
+            f"{e2e['ratio']:.1%} (the SDK alone: {e2e['sdk_floor_ratio']:.1%})",
+            e2e["ratio"] >= 0.95,
+        ),
         ("ready in < 2 s", f"{startup['ready_median_s']:.2f} s", startup["ready_median_s"] < 2),
     ]
     for label, measured, ok in targets:
@@ -301,11 +314,13 @@ WHERE_THE_TIME_GOES = (
     "- **50-alert intake, sqlite.** A payload is one row holding its body, but its 50 "
     "incidents are still mirrored in memory (ids, places, dedupe keys): ~8 µs per alert "
     "beyond the memory queue, plus the commit.",
-    "- **End to end.** Each run costs ~17 ms of the daemon's CPU, more than half of it in the "
-    "openai-agents SDK and the openai client around the model call (the client's transform of "
-    "the request alone ~15% of the busy loop), and the audit and outbox writes of its finding "
-    "are committed before the "
-    "worker takes its next incident, so that a finding is never lost in a crash.",
+    "- **End to end.** The SDK alone stays under the target: a bare `Runner.run` costs "
+    "11-16 ms of CPU (the openai client's transform of the request params alone ~15% of the "
+    "daemon's busy loop), the C runs of a wave share one core, the first wave starts "
+    "together and the last one leaves slots idle as it drains. The daemon adds the prompt, "
+    "the validators, the report and its metrics to each run; the audit and outbox writes "
+    "of a finding hold no investigation slot (the next incident starts meanwhile), but its "
+    "incident is finished, and acknowledged in the queue, only once they are on disk.",
 )
 
 
