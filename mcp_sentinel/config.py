@@ -95,7 +95,14 @@ class ServerSettings(Section):
 
 class DispatcherSettings(Section):
     queue_size: int = Field(default=1000, ge=1)
-    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    worker_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Investigations at once. An incident holds one of these slots from the "
+        "queue to its report; writing the report to the audit log and the outbox holds none, "
+        "so the next incident starts meanwhile.",
+    )
     dedupe_ttl_seconds: float = Field(default=3600, gt=0)
     drain_timeout_seconds: float = Field(default=30, ge=0)
     default_card: str | None = None
