@@ -158,7 +158,8 @@ def render(
         f"- wall time to send them all: {storm['wall_s']:.2f} s; last investigation finished "
         f"{storm['drained_after_s']:.1f} s later",
         f"- daemon peak RSS (VmHWM): {storm['peak_rss_mb']:.1f} MB "
-        f"(idle after start-up: {storm['idle_rss_mb']:.1f} MB)",
+        f"(start-up's own peak: {storm['idle_rss_mb']:.1f} MB; resident as the storm began: "
+        f"{storm['resident_before_storm_mb']:.1f} MB)",
         f"- answers: {storm['statuses']}; 503s: {storm['s503']}; other errors: "
         f"{storm['other_errors']}",
         f"- agent runs started: {storm['model_requests']} model requests, "

@@ -172,6 +172,7 @@ async def main() -> None:
             )
             try:
                 rss_before = proc_status(proc.pid, "VmHWM")
+                resident_before = proc_status(proc.pid, "VmRSS")
                 result = await storm(url, bodies, args.seconds)
                 sent_at = time.monotonic()
                 held_before = daemon_stats(proc)["dedupe_entries"]
@@ -220,6 +221,7 @@ async def main() -> None:
         "send_timed_out": result["timed_out"],
         "drained_after_s": drained_s,
         "idle_rss_mb": rss_before / 1024,
+        "resident_before_storm_mb": resident_before / 1024,
         "peak_rss_mb": peak_kb / 1024,
         "s503": statuses.get(503, 0),
         "other_errors": other_errors + len(result["client_errors"]),
@@ -236,7 +238,8 @@ async def main() -> None:
     print(
         f"{row['alerts']} alerts ({row['incidents']} incidents) in {row['wall_s']:.2f} s "
         f"(target {args.seconds:g} s), drained {row['drained_after_s']:.1f} s later; "
-        f"peak RSS {row['peak_rss_mb']:.1f} MB (idle {row['idle_rss_mb']:.1f} MB); "
+        f"peak RSS {row['peak_rss_mb']:.1f} MB (start-up peak {row['idle_rss_mb']:.1f} MB, "
+        f"{row['resident_before_storm_mb']:.1f} MB resident as the storm began); "
         f"statuses {row['statuses']}; agent runs {model_requests} model requests / "
         f"{runs_metric:g} metric for {args.incidents} incidents; dedupe entries "
         f"{held_before} as the storm ended, {held_after_ttl} after the TTL and a purge, "

@@ -1,6 +1,7 @@
-"""The malloc arena cap, checked in fresh interpreters: eight threads that allocate at once
-get an arena each without it, and share one with it (glibc's ``malloc_stats`` lists them on
-stderr)."""
+"""The malloc arena cap and the heap trim, checked in fresh interpreters: eight threads that
+allocate at once get an arena each without the cap, and share one with it (glibc's
+``malloc_stats`` lists them on stderr); freed pages inside the heap leave the RSS only once
+trimmed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 
 import pytest
 
-from mcp_sentinel.allocator import DEFAULT_MAX_ARENAS, limit_malloc_arenas
+from mcp_sentinel.allocator import DEFAULT_MAX_ARENAS, limit_malloc_arenas, release_free_heap
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -65,3 +66,47 @@ def test_the_cap_keeps_threads_to_one_arena() -> None:
 def test_an_operators_malloc_arena_max_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False
+
+
+# 64 MB in 64 KB blocks (under glibc's mmap threshold, so on the heap), all touched; all but
+# the last are freed, and the last one keeps the heap's top from being trimmed by free().
+TRIM_PROGRAM = """
+import ctypes, re, sys
+from mcp_sentinel.allocator import release_free_heap
+def rss_mb():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+blocks = [libc.malloc(64 * 1024) for _ in range(1024)]
+for block in blocks:
+    ctypes.memset(block, 1, 64 * 1024)
+for block in blocks[:-1]:
+    libc.free(block)
+freed = rss_mb()
+if sys.argv[1] == "trim":
+    assert release_free_heap()
+print(freed - rss_mb())
+"""
+
+
+def released_mb(mode: str) -> float:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", TRIM_PROGRAM, mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    return float(done.stdout)
+
+
+def test_the_trim_gives_freed_heap_pages_back() -> None:
+    assert released_mb("keep") < 8  # free() alone keeps them resident
+    assert released_mb("trim") > 48
+
+
+def test_the_trim_runs_in_this_process() -> None:
+    assert release_free_heap() is True
