@@ -171,7 +171,7 @@ async def main() -> None:
                 runs_per_minute=args.runs_per_minute,
             )
             try:
-                rss_before = proc_status(proc.pid, "VmHWM")
+                startup_peak = proc_status(proc.pid, "VmHWM")
                 resident_before = proc_status(proc.pid, "VmRSS")
                 result = await storm(url, bodies, args.seconds)
                 sent_at = time.monotonic()
@@ -220,7 +220,7 @@ async def main() -> None:
         "wall_s": result["wall_s"],
         "send_timed_out": result["timed_out"],
         "drained_after_s": drained_s,
-        "idle_rss_mb": rss_before / 1024,
+        "startup_peak_rss_mb": startup_peak / 1024,
         "resident_before_storm_mb": resident_before / 1024,
         "peak_rss_mb": peak_kb / 1024,
         "s503": statuses.get(503, 0),
@@ -238,7 +238,7 @@ async def main() -> None:
     print(
         f"{row['alerts']} alerts ({row['incidents']} incidents) in {row['wall_s']:.2f} s "
         f"(target {args.seconds:g} s), drained {row['drained_after_s']:.1f} s later; "
-        f"peak RSS {row['peak_rss_mb']:.1f} MB (start-up peak {row['idle_rss_mb']:.1f} MB, "
+        f"peak RSS {row['peak_rss_mb']:.1f} MB (start-up peak {row['startup_peak_rss_mb']:.1f} MB, "
         f"{row['resident_before_storm_mb']:.1f} MB resident as the storm began); "
         f"statuses {row['statuses']}; agent runs {model_requests} model requests / "
         f"{runs_metric:g} metric for {args.incidents} incidents; dedupe entries "

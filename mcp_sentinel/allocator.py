@@ -23,6 +23,16 @@ _M_ARENA_MAX = -8
 DEFAULT_MAX_ARENAS = 1
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc, else None."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
 def limit_malloc_arenas(max_arenas: int = DEFAULT_MAX_ARENAS) -> bool:
     """Cap glibc's malloc arenas at ``max_arenas`` for the threads started from now on.
 
@@ -30,12 +40,11 @@ def limit_malloc_arenas(max_arenas: int = DEFAULT_MAX_ARENAS) -> bool:
     ``MALLOC_ARENA_MAX`` environment variable is set: an operator's own setting wins. Returns
     True once the cap is in place. Call it before the daemon starts its threads.
     """
-    if os.environ.get("MALLOC_ARENA_MAX") or platform.libc_ver()[0] != "glibc":
+    if os.environ.get("MALLOC_ARENA_MAX") or (libc := _glibc()) is None:
         return False
     try:
-        libc = ctypes.CDLL(None)
         applied = bool(libc.mallopt(_M_ARENA_MAX, max_arenas))
-    except (OSError, AttributeError):
+    except AttributeError:
         applied = False
     if not applied:
         logger.debug("malloc arenas not capped: mallopt is not available")
@@ -46,15 +55,16 @@ def release_free_heap() -> bool:
     """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim``).
 
     Start-up imports and then frees a lot (module compilation, schema building): glibc keeps
-    those pages mapped, so they stay in the daemon's RSS, and under a storm in its peak.
-    Measured after ``gc.freeze`` with the agent's modules loaded: 126.8 MB resident before the
-    trim, 120.6 MB after. Returns False where the C library is not glibc or has no
+    those pages mapped, so they stay in the daemon's resident set while it idles. Measured
+    after ``gc.freeze`` with the agent's modules loaded: 126.8 MB resident before the trim,
+    120.6 MB after. A storm's peak does not move with it (``benchmarks/storm.py``: it fills
+    the same pages again). Returns False where the C library is not glibc or has no
     ``malloc_trim``; True once it ran.
     """
-    if platform.libc_ver()[0] != "glibc":
+    if (libc := _glibc()) is None:
         return False
     try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
+        libc.malloc_trim(0)
+    except AttributeError:
         return False
     return True
