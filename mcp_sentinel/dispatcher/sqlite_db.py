@@ -32,7 +32,9 @@ Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a commit is fsync
 ``transaction`` returns: what the webhook answered 200 for survives a crash of the process and
 of the machine. Writes are committed in groups: what is submitted while a commit is under
 way shares the next one (each write in its own savepoint, so one that fails is rolled back
-alone), so under load many payloads share one fsync, and an idle write is committed at once.
+alone), so under load many payloads share one fsync, and an idle write is committed at once. The
+WAL is checkpointed from a connection and thread of its own (``sqlite_checkpoint``), so no
+commit waits for a checkpoint.
 
 Health: a failed write (disk full, an I/O error, the file locked by another program) sets
 ``problem``; the dispatcher then refuses intake (503) and ``/readyz`` answers 503. While a
@@ -55,6 +57,11 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from mcp_sentinel.dispatcher.sqlite_checkpoint import (
+    BACKSTOP_PAGES,
+    JOURNAL_SIZE_LIMIT,
+    WalCheckpointer,
+)
 from mcp_sentinel.errors import SentinelError
 
 T = TypeVar("T")
@@ -187,11 +194,23 @@ class SqliteDatabase:
     """The state file. ``transaction`` and ``submit`` may be called from the event loop only."""
 
     def __init__(
-        self, path: Path, *, busy_timeout: float = 5.0, probe_interval: float = 2.0
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        probe_interval: float = 2.0,
+        checkpoint_interval: float = 0.1,
     ) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._probe_interval = probe_interval
+        self._checkpointer = WalCheckpointer(
+            path,
+            commits=lambda: self.commits,
+            interval=checkpoint_interval,
+            busy_timeout=busy_timeout,
+        )
+        self._checkpointing = False
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -211,6 +230,10 @@ class SqliteDatabase:
         return self._path
 
     @property
+    def checkpointer(self) -> WalCheckpointer:
+        return self._checkpointer
+
+    @property
     def problem(self) -> str | None:
         """Why the last write failed, while no write has succeeded since; else None."""
         return self._problem
@@ -222,12 +245,21 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentinel-sqlite")
         try:
             await asyncio.wrap_future(self._executor.submit(self._open))
+            try:
+                await self._checkpointer.__aenter__()
+            except sqlite3.Error as exc:
+                raise StorageError(
+                    f"cannot open the state database {self._path} for checkpoints: {exc}"
+                ) from None
         except BaseException:
+            if self._connection is not None:
+                await asyncio.wrap_future(self._executor.submit(self._close))
             self._executor.shutdown(wait=True)
             self._executor = None
             os.close(self._lock_fd)  # also releases the lock
             self._lock_fd = None
             raise
+        self._checkpointing = True
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._prober = self._group.create_task(self._probe(), name="sentinel-sqlite-probe")
@@ -244,6 +276,11 @@ class SqliteDatabase:
             self._prober.cancel()
         if self._group is not None:
             await self._group.__aexit__(None, None, None)
+        if self._checkpointing:
+            # Closed first: the writer's close, the last one, checkpoints what is left and
+            # removes the WAL.
+            self._checkpointing = False
+            await self._checkpointer.__aexit__(None, None, None)
         executor = self._executor
         if executor is not None:
             await self._drained.wait()  # what was submitted is written before the close
@@ -280,6 +317,8 @@ class SqliteDatabase:
                     "put it on a local file system"
                 )
             connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+            connection.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             connection.executescript(_SCHEMA)
             row = connection.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
