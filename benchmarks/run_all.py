@@ -303,6 +303,8 @@ def render(
         "sdk_floor_ratio": e2e["sdk_floor_ratio"],
         "floor_cpu_us": floor_cpu,
         "memory_extra_cpu_us": pick("memory", 1, 16)["cpu_us_per_request"] - floor_cpu,
+        "sqlite_extra_cpu_us": pick("sqlite", 1, 16)["cpu_us_per_request"]
+        - pick("memory", 1, 16)["cpu_us_per_request"],
     }
     lines += [item.format(**figures) for item in WHERE_THE_TIME_GOES]
     lines.append("")
@@ -323,12 +325,13 @@ WHERE_THE_TIME_GOES = (
     "the rest is spread over the response, the checks and the metrics. "
     "aiohttp's low-level server in place of its application and router saved only ~3 µs "
     "(six interleaved runs), not worth a router of the daemon's own. With the sqlite queue "
-    "6-8 payloads share a commit, and the CPU per request (each thread's, from "
-    "`/proc/PID/task`) goes up on both threads of the pinned core: the database thread's "
-    "~85-95 µs (a third of it the kernel's WAL writes and fsync: `synchronous=FULL`, so what "
-    "was answered 200 survives a crash of the machine), and the event loop's ~100-140 µs, of "
-    "which the queue's and the dedupe store's own Python is some 40 µs: the rest is the loop "
-    "woken once per commit and taken off the core when the database thread runs (about one "
+    "a request costs {sqlite_extra_cpu_us:.0f} µs more than with the memory queue in this "
+    "run (c=16), on both threads of the pinned core (each thread's CPU, from "
+    "`/proc/PID/task`, in separate runs): about two fifths on the database thread, a third "
+    "to a half of it the kernel's WAL writes and fsync (`synchronous=FULL`, so what was "
+    "answered 200 survives a crash of the machine), and three fifths on the event loop: the "
+    "queue's and the dedupe store's own Python, and the loop woken once per commit (6-8 "
+    "payloads share one) and taken off the core while the database thread runs (about one "
     "involuntary switch per request). Neither savepoints (~10 µs) nor the GIL's switch "
     "interval (1-20 ms: no change) is the cause. The WAL is checkpointed off the commit "
     "path, which took the p99 down by about a quarter at the same requests/s.",
