@@ -298,13 +298,14 @@ def render(
         lines.append(f"| {label} | {measured} | {mark(ok)} |")
     met = sum(ok for *_, ok in targets)
     lines += ["", f"{met} of {len(targets)} targets met in this run.", ""]
-    floor_cpu = pick("floor", 1, 16)["cpu_us_per_request"]
+    floor_cpu, memory_cpu, sqlite_cpu = (
+        pick(target, 1, 16)["cpu_us_per_request"] for target in ("floor", "memory", "sqlite")
+    )
     figures = {
         "sdk_floor_ratio": e2e["sdk_floor_ratio"],
         "floor_cpu_us": floor_cpu,
-        "memory_extra_cpu_us": pick("memory", 1, 16)["cpu_us_per_request"] - floor_cpu,
-        "sqlite_extra_cpu_us": pick("sqlite", 1, 16)["cpu_us_per_request"]
-        - pick("memory", 1, 16)["cpu_us_per_request"],
+        "memory_extra_cpu_us": memory_cpu - floor_cpu,
+        "sqlite_extra_cpu_us": sqlite_cpu - memory_cpu,
     }
     lines += [item.format(**figures) for item in WHERE_THE_TIME_GOES]
     lines.append("")

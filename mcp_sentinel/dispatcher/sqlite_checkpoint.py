@@ -30,6 +30,8 @@ from types import TracebackType
 
 from loguru import logger
 
+from mcp_sentinel.dispatcher.sqlite_thread import close_on_thread
+
 #: The writer's own automatic checkpoint, past this many WAL pages (SQLite's default: 1000).
 BACKSTOP_PAGES = 10_000
 #: Bytes the WAL file keeps once it starts over (``PRAGMA journal_size_limit``).
@@ -81,8 +83,8 @@ class WalCheckpointer:
         try:
             await asyncio.wrap_future(self._executor.submit(self._connect))
         except BaseException:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            await close_on_thread(executor, self._close)
             raise
         self._task = asyncio.create_task(self._run(), name="sentinel-sqlite-checkpoint")
         return self
@@ -98,14 +100,9 @@ class WalCheckpointer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        executor = self._executor
+        executor, self._executor = self._executor, None
         if executor is not None:
-            try:
-                # After a checkpoint still running, if any: the thread is FIFO.
-                await asyncio.wrap_future(executor.submit(self._close))
-            finally:
-                await asyncio.to_thread(executor.shutdown, True)
-                self._executor = None
+            await close_on_thread(executor, self._close)  # after a checkpoint still running
 
     def _connect(self) -> None:
         # Opened and used on the checkpoint thread only; the writer created the schema.

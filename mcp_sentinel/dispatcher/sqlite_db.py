@@ -62,6 +62,7 @@ from mcp_sentinel.dispatcher.sqlite_checkpoint import (
     JOURNAL_SIZE_LIMIT,
     WalCheckpointer,
 )
+from mcp_sentinel.dispatcher.sqlite_thread import close_on_thread
 from mcp_sentinel.errors import SentinelError
 
 T = TypeVar("T")
@@ -210,7 +211,6 @@ class SqliteDatabase:
             interval=checkpoint_interval,
             busy_timeout=busy_timeout,
         )
-        self._checkpointing = False
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
@@ -252,14 +252,11 @@ class SqliteDatabase:
                     f"cannot open the state database {self._path} for checkpoints: {exc}"
                 ) from None
         except BaseException:
-            if self._connection is not None:
-                await asyncio.wrap_future(self._executor.submit(self._close))
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            executor, self._executor = self._executor, None
+            await close_on_thread(executor, self._close)
             os.close(self._lock_fd)  # also releases the lock
             self._lock_fd = None
             raise
-        self._checkpointing = True
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._prober = self._group.create_task(self._probe(), name="sentinel-sqlite-probe")
@@ -276,20 +273,14 @@ class SqliteDatabase:
             self._prober.cancel()
         if self._group is not None:
             await self._group.__aexit__(None, None, None)
-        if self._checkpointing:
-            # Closed first: the writer's close, the last one, checkpoints what is left and
-            # removes the WAL.
-            self._checkpointing = False
-            await self._checkpointer.__aexit__(None, None, None)
+        # Closed first (a no-op when it never started): the writer's close, the last one,
+        # checkpoints what is left and removes the WAL.
+        await self._checkpointer.__aexit__(None, None, None)
         executor = self._executor
         if executor is not None:
             await self._drained.wait()  # what was submitted is written before the close
-            try:
-                await asyncio.wrap_future(executor.submit(self._close))
-            finally:
-                # Whatever was submitted before ran first: the thread is FIFO.
-                await asyncio.to_thread(executor.shutdown, True)
-                self._executor = None
+            self._executor = None
+            await close_on_thread(executor, self._close)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
