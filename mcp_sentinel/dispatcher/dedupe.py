@@ -27,6 +27,10 @@ class DedupeStore(Protocol):
         """True when ``key`` was remembered less than the TTL ago."""
         ...
 
+    def fresh(self, keys: Sequence[Hashable]) -> list[bool]:
+        """``not seen(key)`` for each of ``keys``, at one moment (a payload's keys)."""
+        ...
+
     def remember_all(self, keys: Iterable[Hashable]) -> None:
         """Remember each key for one TTL from first sight (a repeat does not extend it)."""
         ...

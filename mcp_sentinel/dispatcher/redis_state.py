@@ -19,7 +19,7 @@ the fingerprint's issue).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -43,6 +43,9 @@ class RedisDedupeStore:
 
     def seen(self, key: Hashable) -> bool:
         return self._cache.seen(key)
+
+    def fresh(self, keys: Sequence[Hashable]) -> list[bool]:
+        return self._cache.fresh(keys)
 
     def remember_all(self, keys: Iterable[Hashable]) -> None:
         self._cache.remember_all(keys)

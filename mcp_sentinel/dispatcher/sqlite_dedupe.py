@@ -90,6 +90,9 @@ class SqliteDedupeStore:
     def seen(self, key: Hashable) -> bool:
         return self._cache.seen(key)
 
+    def fresh(self, keys: Sequence[Hashable]) -> list[bool]:
+        return self._cache.fresh(keys)
+
     def remember_all(self, keys: Iterable[Hashable]) -> None:
         """Remember ``keys``; written by the database thread without waiting, in one
         transaction. A key the queue already wrote with its incident (the dispatcher's path)

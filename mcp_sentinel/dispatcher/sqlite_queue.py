@@ -317,8 +317,10 @@ class SqliteQueueBackend:
         priorities = [priority_of(incident) for incident in incidents]
         dedupe = self._dedupe
         if dedupe is not None:
+            notifications = [incident.notification for incident in incidents]
+            # ``dedupe_key`` spelled out: the property call costs more than the tuple, per alert.
             fresh, dedupe_write = dedupe.split_new(
-                [incident.notification.dedupe_key for incident in incidents]
+                [(n.fingerprint, n.starts_at, n.status) for n in notifications]
             )
             keys, expiry, purge_before = dedupe_write.keys, dedupe_write.expiry, dedupe.purge_due()
         else:
