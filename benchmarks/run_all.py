@@ -335,12 +335,24 @@ WHERE_THE_TIME_GOES = (
     "payloads share one) and taken off the core while the database thread runs (about one "
     "involuntary switch per request). Neither savepoints (~10 µs) nor the GIL's switch "
     "interval (1-20 ms: no change) is the cause. The WAL is checkpointed off the commit "
-    "path, which took the p99 down by about a quarter at the same requests/s.",
+    "path, which took the p99 down by about a quarter at the same requests/s. Without the "
+    "fsync (`synchronous=NORMAL`, tried and not kept: a 200 would no longer survive a crash "
+    "of the machine) the durable queue took 13-45% more requests/s (median 18%, three "
+    "interleaved pairs), still far from 60% of the floor; committing on the event loop "
+    "itself instead of the database thread (tried without the fsync) was no faster.",
     "- **50-alert intake, sqlite.** A payload is one row holding its body, but its 50 "
     "incidents are still mirrored in memory (ids, places, dedupe keys): ~4-8 µs per alert "
     "beyond the memory queue, the commit included. Keeping the keys of the writes under way "
     "(a repeat that arrives meanwhile waits for the write that may store it) is ~0.2 µs of "
-    "that.",
+    "that. A `perf record -g` profile of the pinned daemon (c=16, 5 s) puts a third of its "
+    "CPU in the kernel: faulting in the fresh pages the queue's memory grows by (12%, "
+    "~8 µs a page on this machine; every queued alert holds ~1.2 KB, its parsed "
+    "notification half of it; 21% with the memory queue, which takes alerts faster), writing the stored bodies into new pages of the WAL "
+    "and the database file (~10%), and switching between the loop and the database thread "
+    "(~3%). Without the fsync the payloads went 10-25% faster (median 14%, three pairs). "
+    "Holding only each waiting incident's place in memory, and reading its notification "
+    "back from the stored body when a worker takes it, would shed most of that memory; it "
+    "is not built.",
     "- **End to end.** The SDK alone is the ceiling ({sdk_floor_ratio:.1%} of C/L in this "
     "run), and from run to run it lands within about a point of the target either way: a "
     "bare `Runner.run` costs "
