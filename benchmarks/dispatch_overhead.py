@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack, ExitStack
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +102,9 @@ async def dispatch_all(dispatcher: Dispatcher, work: list[Batch], in_flight: int
     return sum(task.result() for task in tasks)
 
 
-async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[str, Any]:
+@asynccontextmanager
+async def dispatcher_for(backend: str) -> AsyncIterator[Dispatcher]:
+    """A ``Dispatcher`` over ``backend``'s stores as ``Sentinel`` builds them, no workers."""
     with tempfile.TemporaryDirectory(prefix="sentinel-dispatch-") as tmp, ExitStack() as servers:
         extra: dict[str, Any] = {}
         if backend == "redis":
@@ -119,7 +123,7 @@ async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[s
                 state = await open_redis_state(settings, stack=stack)
             else:
                 state = await open_state(settings, stack=stack, tracker=tracker)
-            dispatcher = await stack.enter_async_context(
+            yield await stack.enter_async_context(
                 Dispatcher(
                     router=CardRouter(settings.incident_cards, settings.dispatcher.default_card),
                     dedupe=state.dedupe,
@@ -131,17 +135,21 @@ async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[s
                     tracker=tracker,
                 )
             )
-            alerts = sum(len(batch) for batch, _ in work)
-            cpu = time.process_time()
-            wall = time.perf_counter()
-            queued = await dispatch_all(dispatcher, work, in_flight)
-            fresh_cpu = time.process_time() - cpu
-            fresh_wall = time.perf_counter() - wall
-            # Counted from the answers: the redis queue's depth is an estimate, refreshed from
-            # Redis once a second, and may trail the last payloads.
-            cpu = time.process_time()
-            await dispatch_all(dispatcher, work, in_flight)
-            dup_cpu = time.process_time() - cpu
+
+
+async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[str, Any]:
+    async with dispatcher_for(backend) as dispatcher:
+        alerts = sum(len(batch) for batch, _ in work)
+        cpu = time.process_time()
+        wall = time.perf_counter()
+        queued = await dispatch_all(dispatcher, work, in_flight)
+        fresh_cpu = time.process_time() - cpu
+        fresh_wall = time.perf_counter() - wall
+        # Counted from the answers: the redis queue's depth is an estimate, refreshed from
+        # Redis once a second, and may trail the last payloads.
+        cpu = time.process_time()
+        await dispatch_all(dispatcher, work, in_flight)
+        dup_cpu = time.process_time() - cpu
     return {
         "backend": backend,
         "in_flight": in_flight,
@@ -150,6 +158,39 @@ async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[s
         "fresh_us_per_alert": fresh_cpu / alerts * 1e6,
         "fresh_wall_us_per_alert": fresh_wall / alerts * 1e6,
         "duplicate_us_per_alert": dup_cpu / alerts * 1e6,
+    }
+
+
+def traced_growth(before: int) -> int:
+    """Bytes traced now beyond ``before``, after a full collection."""
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0] - before
+
+
+async def memory_per_alert(backend: str, work: list[Batch]) -> dict[str, Any]:
+    """What a queued alert holds in memory, traced apart from the timed runs (tracemalloc
+    slows every allocation): the dispatcher's and the queue's own (the incident, its id, its
+    dedupe key, its place in the queue; the first payload, which sizes the structures, left
+    out) and its parsed notification (the labels, annotations, times and strings it keeps)."""
+    async with dispatcher_for(backend) as dispatcher:
+        first, *rest = work
+        await dispatch_all(dispatcher, [first], 1)
+        tracemalloc.start()
+        try:
+            before = traced_growth(0)
+            await dispatch_all(dispatcher, rest, 1)
+            queue_bytes = traced_growth(before)
+            before = traced_growth(0)
+            kept = [WebhookPayload.model_validate_json(body).notifications() for _, body in rest]
+            notification_bytes = traced_growth(before)
+        finally:
+            tracemalloc.stop()
+    alerts = sum(len(batch) for batch in kept)
+    return {
+        "backend": backend,
+        "alerts": alerts,
+        "queue_bytes_per_alert": queue_bytes / alerts,
+        "notification_bytes_per_alert": notification_bytes / alerts,
     }
 
 
@@ -180,7 +221,17 @@ async def main() -> None:
             f"{row['queued']}/{row['alerts']} queued",
             flush=True,
         )
-    emit("dispatch_overhead", {"rows": rows})
+    memory = []
+    for backend in backends:
+        row = await memory_per_alert(backend, work[: min(len(work), 200)])
+        memory.append(row)
+        print(
+            f"{backend:>6}: {row['queue_bytes_per_alert']:5.0f} bytes per queued alert held by "
+            f"the dispatcher and the queue, {row['notification_bytes_per_alert']:5.0f} by its "
+            f"notification ({row['alerts']} alerts, tracemalloc)",
+            flush=True,
+        )
+    emit("dispatch_overhead", {"rows": rows, "memory": memory})
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def render(
     # The concurrent rows, as the webhook dispatches under load; one at a time shown beside.
     dispatch = {r["backend"]: r for r in dispatch_rows if r["in_flight"] > 1}
     one_at_a_time = {r["backend"]: r for r in dispatch_rows if r["in_flight"] == 1}
+    held = {r["backend"]: r for r in results["dispatch_overhead"]["memory"]}
     e2e = results["end_to_end"]
     startup = results["startup"]
 
@@ -183,6 +184,21 @@ def render(
         )
     lines += [
         "",
+        "Memory per queued alert (tracemalloc, one payload at a time, apart from the timed "
+        "runs): what the dispatcher and the queue hold (the incident, its id, its dedupe key, "
+        "its place in the queue), and what its parsed notification holds (labels, "
+        "annotations, times, strings).",
+        "",
+        "| backend | dispatcher and queue, bytes/alert | notification, bytes/alert |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in results["dispatch_overhead"]["memory"]:
+        lines.append(
+            f"| {r['backend']} | {r['queue_bytes_per_alert']:.0f} | "
+            f"{r['notification_bytes_per_alert']:.0f} |"
+        )
+    lines += [
+        "",
         "## End to end",
         "",
         f"- {e2e['incidents']} incidents, C = {e2e['workers']} workers, L = "
@@ -306,6 +322,9 @@ def render(
         "floor_cpu_us": floor_cpu,
         "memory_extra_cpu_us": memory_cpu - floor_cpu,
         "sqlite_extra_cpu_us": sqlite_cpu - memory_cpu,
+        "memory_queue_bytes": held["memory"]["queue_bytes_per_alert"],
+        "sqlite_queue_bytes": held["sqlite"]["queue_bytes_per_alert"],
+        "notification_bytes": held["sqlite"]["notification_bytes_per_alert"],
     }
     lines += [item.format(**figures) for item in WHERE_THE_TIME_GOES]
     lines.append("")
@@ -344,12 +363,16 @@ WHERE_THE_TIME_GOES = (
     "incidents are still mirrored in memory (ids, places, dedupe keys): ~4-8 µs per alert "
     "beyond the memory queue, the commit included. Keeping the keys of the writes under way "
     "(a repeat that arrives meanwhile waits for the write that may store it) is ~0.2 µs of "
-    "that. A `perf record -g` profile of the pinned daemon (c=16, 5 s) puts a third of its "
+    "that. A `perf record -g` profile of the pinned daemon (c=16, 5 s) put a third of its "
     "CPU in the kernel: faulting in the fresh pages the queue's memory grows by (12%, "
-    "~8 µs a page on this machine; every queued alert holds ~1.2 KB, its parsed "
-    "notification half of it; 21% with the memory queue, which takes alerts faster), writing the stored bodies into new pages of the WAL "
-    "and the database file (~10%), and switching between the loop and the database thread "
-    "(~3%). Without the fsync the payloads went 10-25% faster (median 14%, three pairs). "
+    "~8 µs a page on this machine; 21% with the memory queue, which takes alerts faster), "
+    "writing the stored bodies into new pages of the WAL and the database file (~10%), and "
+    "switching between the loop and the database thread (~3%). A queued alert holds "
+    "{sqlite_queue_bytes:.0f} bytes in the dispatcher and the sqlite queue "
+    "({memory_queue_bytes:.0f} with the memory queue) beside the {notification_bytes:.0f} "
+    "of its parsed notification (this run's dispatch overhead benchmark, tracemalloc); a "
+    "heap entry per waiting incident, ~90 bytes more, was replaced by a lane per priority "
+    "for that. Without the fsync the payloads went 10-25% faster (median 14%, three pairs). "
     "Holding only each waiting incident's place in memory, and reading its notification "
     "back from the stored body when a worker takes it, would shed most of that memory; it "
     "is not built.",
