@@ -161,10 +161,10 @@ async def measure(backend: str, work: list[Batch], in_flight: int = 1) -> dict[s
     }
 
 
-def traced_growth(before: int) -> int:
-    """Bytes traced now beyond ``before``, after a full collection."""
+def traced_bytes() -> int:
+    """Bytes traced now, after a full collection."""
     gc.collect()
-    return tracemalloc.get_traced_memory()[0] - before
+    return tracemalloc.get_traced_memory()[0]
 
 
 async def memory_per_alert(backend: str, work: list[Batch]) -> dict[str, Any]:
@@ -177,12 +177,12 @@ async def memory_per_alert(backend: str, work: list[Batch]) -> dict[str, Any]:
         await dispatch_all(dispatcher, [first], 1)
         tracemalloc.start()
         try:
-            before = traced_growth(0)
+            before = traced_bytes()
             await dispatch_all(dispatcher, rest, 1)
-            queue_bytes = traced_growth(before)
-            before = traced_growth(0)
+            queue_bytes = traced_bytes() - before
+            before = traced_bytes()
             kept = [WebhookPayload.model_validate_json(body).notifications() for _, body in rest]
-            notification_bytes = traced_growth(before)
+            notification_bytes = traced_bytes() - before
         finally:
             tracemalloc.stop()
     alerts = sum(len(batch) for batch in kept)

@@ -10,7 +10,6 @@ whole or refused whole and Alertmanager's retry of it is clean.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 from collections.abc import Sequence
 from typing import Protocol
@@ -113,12 +112,10 @@ class WaitingIncidents:
 
     def __init__(self) -> None:
         self._lanes: dict[int, collections.deque[Incident]] = {}
-        self._priorities: list[int] = []  # of the lanes, lowest (first taken) first
-        self._count = 0
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def __len__(self) -> int:
-        return self._count
+        return sum(map(len, self._lanes.values()))
 
     def push_all(
         self, incidents: Sequence[Incident], priorities: Sequence[int] | None = None
@@ -132,29 +129,25 @@ class WaitingIncidents:
             lane = lanes.get(priority)
             if lane is None:
                 lane = lanes[priority] = collections.deque()
-                bisect.insort(self._priorities, priority)
             lane.append(incident)
-        self._count += len(incidents)
         if self._getters:
             self._wake(len(incidents))
 
     async def get(self) -> Incident:
-        while not self._count:
+        while True:
+            # Lowest priority first; sorted per take, which runs at investigation rate.
+            for priority in sorted(self._lanes):
+                if lane := self._lanes[priority]:
+                    return lane.popleft()
             getter = asyncio.get_running_loop().create_future()
             self._getters.append(getter)
             try:
                 await getter
             except asyncio.CancelledError:
                 # Woken, then cancelled before it ran: the wake-up goes to the next worker.
-                if getter.done() and not getter.cancelled() and self._count:
+                if getter.done() and not getter.cancelled() and len(self):
                     self._wake(1)
                 raise
-        for priority in self._priorities:
-            lane = self._lanes[priority]
-            if lane:
-                self._count -= 1
-                return lane.popleft()
-        raise AssertionError("the count says an incident waits, and no lane holds one")
 
     def _wake(self, count: int) -> None:
         getters = self._getters
