@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from mcp_sentinel.models import Incident, PayloadOrigin
 
@@ -21,6 +21,8 @@ _DEFAULT_RANK = 2
 
 
 _rank_of = _SEVERITY_RANK.get
+
+Waiting = TypeVar("Waiting")
 
 
 def priority_of(incident: Incident) -> int:
@@ -99,9 +101,10 @@ class QueueBackend(Protocol):
     def in_progress(self) -> int: ...
 
 
-class WaitingIncidents:
+class WaitingIncidents(Generic[Waiting]):
     """Incidents waiting for a worker: critical first, then in arrival order. ``get`` waits
-    for one. Unbounded: the queue backends check their capacity before they push.
+    for one. Unbounded: the queue backends check their capacity before they push. What waits
+    is the backend's choice: the incidents themselves, or what it makes them from again.
 
     One FIFO lane per priority (there are a handful), taken lowest first, and the waiting
     getters, woken one per pushed incident (as ``asyncio.Queue`` does inside). Not a heap of
@@ -111,19 +114,14 @@ class WaitingIncidents:
     """
 
     def __init__(self) -> None:
-        self._lanes: dict[int, collections.deque[Incident]] = {}
+        self._lanes: dict[int, collections.deque[Waiting]] = {}
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def __len__(self) -> int:
         return sum(map(len, self._lanes.values()))
 
-    def push_all(
-        self, incidents: Sequence[Incident], priorities: Sequence[int] | None = None
-    ) -> None:
-        """Queue ``incidents``; ``priorities`` are their ``priority_of``, when the caller has
-        them already (the durable queue computes them for its rows)."""
-        if priorities is None:
-            priorities = [priority_of(incident) for incident in incidents]
+    def push_all(self, incidents: Sequence[Waiting], priorities: Sequence[int]) -> None:
+        """Queue ``incidents`` behind those of their priorities (their ``priority_of``)."""
         lanes = self._lanes
         for priority, incident in zip(priorities, incidents, strict=True):
             lane = lanes.get(priority)
@@ -133,7 +131,17 @@ class WaitingIncidents:
         if self._getters:
             self._wake(len(incidents))
 
-    async def get(self) -> Incident:
+    def push_front(self, incident: Waiting, priority: int) -> None:
+        """Queue ``incident`` again ahead of its priority's others: one taken by ``get`` that
+        its worker could not have after all (cancelled), so it keeps its turn."""
+        lane = self._lanes.get(priority)
+        if lane is None:
+            lane = self._lanes[priority] = collections.deque()
+        lane.appendleft(incident)
+        if self._getters:
+            self._wake(1)
+
+    async def get(self) -> Waiting:
         while True:
             # Lowest priority first; sorted per take, which runs at investigation rate.
             for priority in sorted(self._lanes):
@@ -167,7 +175,7 @@ class MemoryQueueBackend:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
-        self._waiting = WaitingIncidents()
+        self._waiting: WaitingIncidents[Incident] = WaitingIncidents()
         self._unfinished = Unfinished()
 
     @property
@@ -187,7 +195,7 @@ class MemoryQueueBackend:
         if len(self._waiting) + len(incidents) > self._capacity:
             return False
         self._unfinished.add(len(incidents))
-        self._waiting.push_all(incidents)
+        self._waiting.push_all(incidents, [priority_of(incident) for incident in incidents])
         return True
 
     async def get(self) -> Incident:

@@ -330,17 +330,41 @@ def _parsed(body: bytes) -> WebhookPayload:
         ) from None
 
 
+def notifications_of(
+    source: str, received_at: str, body: bytes | None
+) -> list[IncidentNotification]:
+    """The notifications of a stored payload (its columns ``source``, ``received_at`` and
+    ``body``), in the body's order, as the webhook made them; ``ValueError`` when they cannot
+    be read."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    if body is None:
+        raise ValueError("the body is gone")
+    return _parsed(body).notifications(
+        source=source,  # type: ignore[arg-type]  # checked against SOURCES above
+        received_at=datetime.fromisoformat(received_at),
+    )
+
+
+def read_body(connection: sqlite3.Connection, seq: int) -> tuple[str, str, bytes | None] | None:
+    """On the database thread: ``source``, ``received_at`` and ``body`` of payload ``seq``,
+    or None when there is no such row."""
+    row: tuple[str, str, bytes | None] | None = connection.execute(
+        "SELECT source, received_at, body FROM payloads WHERE seq = ?", (seq,)
+    ).fetchone()
+    return row
+
+
+def set_aside(connection: sqlite3.Connection, seq: int) -> None:
+    """Payload ``seq`` cannot be read: keep it, as it is, for a human."""
+    connection.execute("UPDATE payloads SET state = 'unreadable' WHERE seq = ?", (seq,))
+
+
 def read_payload(stored: StoredPayload) -> ReadPayload:
     """Parse ``stored`` as the webhook did; ``ValueError`` when any of it cannot be read, so a
     payload is loaded whole or not at all."""
     columns = PayloadIncidents.from_text(stored.incidents)
-    if stored.source not in SOURCES:
-        raise ValueError(f"unknown source {stored.source!r}")
-    received_at = datetime.fromisoformat(stored.received_at)
-    notifications = _parsed(stored.body).notifications(
-        source=stored.source,  # type: ignore[arg-type]  # checked against SOURCES above
-        received_at=received_at,
-    )
+    notifications = notifications_of(stored.source, stored.received_at, stored.body)
     waiting: list[StoredIncident] = []
     keys: list[DedupeKey] = []
     positions: set[int] = set()

@@ -27,7 +27,12 @@ The queue assigns each incident its ``seq`` (the arrival order, after the highes
 ``open``; a payload's incidents take consecutive ones, the first is the payload row's key) and
 keeps where each incident it holds is stored in memory, so every later statement finds its row
 by its primary key: neither table has an index on the incident id. Nothing of a payload's body
-is kept in memory after its write.
+is kept in memory after its write, nor its notifications: an incident of a payload waits as its
+place (``_PayloadPlace``), and ``get`` makes its notification again from the stored body (one
+read and parse per payload for its consecutive incidents), so a deep queue holds a third of
+what it would with the incidents whole. A body that cannot be read then (a damaged file) is
+kept as ``unreadable`` and named in the log, and ``get`` goes on to the next incident; a read
+that fails is tried again, with backoff, by the worker that needs it.
 
 Recovery (``open``, before the workers start): incidents ``claimed`` by an earlier process were
 cut off mid-investigation, so they are queued again (counted as resumed); every queued incident
@@ -41,6 +46,7 @@ run is finished then.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sqlite3
@@ -65,6 +71,26 @@ from mcp_sentinel.models import (
 )
 
 Statement = Callable[[sqlite3.Connection], None]
+
+# How long a worker waits before it tries a failed read of a stored payload again: doubling
+# from the first to the last.
+_READ_RETRY_FIRST_SECONDS = 0.1
+_READ_RETRY_MAX_SECONDS = 10.0
+
+
+@dataclass(slots=True, eq=False)
+class _PayloadPlace:
+    """An incident of a stored payload, as the queue holds it from its commit until it is
+    finished: where it is stored (its payload and its alert's position in the body) and its
+    ``Incident`` but for the notification, which ``get`` makes again from the body."""
+
+    payload: OpenPayload
+    position: int
+    priority: int
+    card: IncidentCard
+    incident_id: str
+    enqueued_monotonic: float
+    traceparent: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +165,18 @@ class SqliteQueueBackend:
         self._dedupe = dedupe
         self._clock = clock
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._waiting = WaitingIncidents()
+        # Recovered incidents and those of ``incidents`` rows wait whole; a payload's, as
+        # their places.
+        self._waiting: WaitingIncidents[Incident | _PayloadPlace] = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
         # Where each incident the queue holds is stored, from put_all to task_done/release:
-        # its seq in ``incidents``, or its payload and position.
+        # its seq in ``incidents``, or its place in its payload.
         self._rows: dict[str, int] = {}
-        self._places: dict[str, tuple[OpenPayload, int]] = {}
+        self._places: dict[str, _PayloadPlace] = {}
+        # The notifications of the payload whose incident ``get`` made last: its next
+        # incidents, which usually follow, need no read.
+        self._last_read: tuple[OpenPayload, list[IncidentNotification]] | None = None
         self._next_seq = 1  # set by open, from the rows an earlier process left
         self.recovered: list[Incident] = []
 
@@ -222,7 +253,15 @@ class SqliteQueueBackend:
                     item.notification, card, item.incident_id, monotonic_now - waited
                 )
                 loaded.append((item.priority, item.seq, incident))
-                self._places[item.incident_id] = (payload, item.position)
+                self._places[item.incident_id] = _PayloadPlace(
+                    payload,
+                    item.position,
+                    item.priority,
+                    card,
+                    item.incident_id,
+                    incident.enqueued_monotonic,
+                    None,
+                )
                 payload.unfinished += 1
             if payload.unfinished == 0:
                 unloadable.finished.append(payload)
@@ -339,11 +378,23 @@ class SqliteQueueBackend:
 
         def committed(_: None) -> None:
             payload = OpenPayload(seq, len(incidents), keys, expiry)
-            places = self._places
-            for incident_id, position in zip(columns.incident_ids, positions, strict=True):
-                places[incident_id] = (payload, position)
+            places = [
+                _PayloadPlace(
+                    payload,
+                    position,
+                    priority,
+                    incident.card,
+                    incident.incident_id,
+                    incident.enqueued_monotonic,
+                    incident.traceparent,
+                )
+                for incident, position, priority in zip(
+                    incidents, positions, priorities, strict=True
+                )
+            ]
+            self._places.update(zip(columns.incident_ids, places, strict=True))
             self._unfinished.add(len(incidents))
-            self._waiting.push_all(incidents, priorities)
+            self._waiting.push_all(places, priorities)
             if dedupe is not None and dedupe_write is not None:
                 dedupe.committed(dedupe_write)
 
@@ -393,12 +444,25 @@ class SqliteQueueBackend:
         return write, committed
 
     async def get(self) -> Incident:
-        incident = await self._waiting.get()
+        while True:
+            waiting = await self._waiting.get()
+            if isinstance(waiting, Incident):
+                incident = waiting
+                break
+            try:
+                made = await self._incident_at(waiting)
+            except BaseException:
+                # Cancelled while it read the body: the incident keeps its turn.
+                self._waiting.push_front(waiting, waiting.priority)
+                raise
+            if made is not None:
+                incident = made
+                break
         owner = self._owner
         place = self._places.get(incident.incident_id)
         claim: Statement
         if place is not None:
-            seq, position = place[0].seq, place[1]
+            seq, position = place.payload.seq, place.position
 
             def claim(connection: sqlite3.Connection) -> None:
                 sqlite_payloads.claim(connection, seq, position, owner)
@@ -417,13 +481,82 @@ class SqliteQueueBackend:
         self._db.submit(claim, what="claim an incident")
         return incident
 
+    async def _incident_at(self, place: _PayloadPlace) -> Incident | None:
+        """The incident at ``place``, its notification made again from its payload's body;
+        None when the body cannot be read (then logged, set aside and no longer held)."""
+        payload = place.payload
+        last = self._last_read
+        if last is not None and last[0] is payload:
+            notifications = last[1]
+        else:
+            row = await self._read_body(place)
+            try:
+                if row is None:
+                    raise ValueError("its row is gone")
+                notifications = sqlite_payloads.notifications_of(*row)
+                if not 0 <= place.position < len(notifications):
+                    raise ValueError(f"position {place.position} is not one alert of the payload")
+            except ValueError as exc:
+                self._set_aside(place, exc)
+                return None
+            self._last_read = (payload, notifications)
+        return Incident(
+            notifications[place.position],
+            place.card,
+            place.incident_id,
+            place.enqueued_monotonic,
+            place.traceparent,
+        )
+
+    async def _read_body(self, place: _PayloadPlace) -> tuple[str, str, bytes | None] | None:
+        """The stored body of ``place``'s payload, the read tried again until it succeeds:
+        without it the worker has nothing to investigate."""
+        seq, delay = place.payload.seq, _READ_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return await self._db.read(
+                    lambda connection: sqlite_payloads.read_body(connection, seq)
+                )
+            except StorageError as exc:
+                logger.error(
+                    "cannot read the stored alert of incident {incident_id} ({error}); trying "
+                    "again in {delay:g}s",
+                    incident_id=place.incident_id,
+                    error=exc,
+                    delay=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _READ_RETRY_MAX_SECONDS)
+
+    def _set_aside(self, place: _PayloadPlace, error: ValueError) -> None:
+        """``place``'s payload cannot be read any more: kept as ``unreadable``, and its
+        incident no longer held. Its payload is never finished by this process then (its
+        count of unfinished incidents keeps this one), so the row stays as it is."""
+        seq = place.payload.seq
+        logger.error(
+            "queued incident {incident_id} cannot be read ({error}); its payload {seq} is kept "
+            "in {path} as unreadable",
+            incident_id=place.incident_id,
+            error=error,
+            seq=seq,
+            path=self._db.path,
+        )
+        del self._places[place.incident_id]
+        self._unfinished.finish()
+        self._db.submit(
+            lambda connection: sqlite_payloads.set_aside(connection, seq),
+            what="set aside an unreadable payload",
+        )
+
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
         place = self._places.pop(incident.incident_id, None)
         if place is not None:
-            payload, position = place
+            payload, position = place.payload, place.position
             payload.unfinished -= 1
             if payload.unfinished == 0:
+                if self._last_read is not None and self._last_read[0] is payload:
+                    self._last_read = None
                 self._db.submit(self._finish_statement(payload), what="complete an incident")
             else:
                 self._db.submit(_done_statement(payload.seq, position), what="complete an incident")
@@ -445,7 +578,7 @@ class SqliteQueueBackend:
         self._unfinished.finish()
         place = self._places.pop(incident.incident_id, None)
         if place is not None:
-            seq, position = place[0].seq, place[1]
+            seq, position = place.payload.seq, place.position
             self._db.submit(
                 lambda connection: sqlite_payloads.release_claim(connection, seq, position),
                 what="release an incident",
@@ -468,7 +601,7 @@ class SqliteQueueBackend:
         does not hold (finished, or never queued here) it does nothing."""
         place = self._places.get(incident.incident_id)
         if place is not None:
-            return _done_statement(place[0].seq, place[1])
+            return _done_statement(place.payload.seq, place.position)
         seq = self._rows.get(incident.incident_id)
 
         def complete(connection: sqlite3.Connection) -> None:
