@@ -29,8 +29,8 @@ keeps where each incident it holds is stored in memory, so every later statement
 by its primary key: neither table has an index on the incident id. Nothing of a payload's body
 is kept in memory after its write, nor its notifications: an incident of a payload waits as its
 place (``_PayloadPlace``), and ``get`` makes its notification again from the stored body (one
-read and parse per payload for its consecutive incidents), so a deep queue holds a third of
-what it would with the incidents whole. A body that cannot be read then (a damaged file) is
+read and parse per payload for its consecutive incidents), so a deep queue holds less than half
+of what it would with the incidents whole. A body that cannot be read then (a damaged file) is
 kept as ``unreadable`` and named in the log, and ``get`` goes on to the next incident; a read
 that fails is tried again, with backoff, by the worker that needs it.
 
