@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,22 @@ def wait_http_ok(url: str, *, within: float) -> bool:
     return False
 
 
+def stop_on_signals() -> None:
+    """Take SIGTERM as Ctrl-C (SIGINT) is taken: the benchmark unwinds and stops every server
+    it started (by its PID) on the way out; SIGTERM's default action would end it at once and
+    leave those servers, each a process of its own, running. Only the first signal counts:
+    a second (``run_all`` passing its SIGTERM on while a Ctrl-C already stops this one) must
+    not cut the clean-up short."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+
+
 def stop_process(proc: subprocess.Popen[Any], *, grace: float = 15) -> None:
     """SIGTERM the one process we started (by PID), then SIGKILL it after ``grace`` seconds."""
     if proc.poll() is not None:
@@ -126,6 +143,22 @@ def stop_process(proc: subprocess.Popen[Any], *, grace: float = 15) -> None:
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+
+
+def ready_or_stopped(
+    proc: subprocess.Popen[Any], ready: Callable[[], bool], failure: Callable[[], str]
+) -> None:
+    """Return once ``ready()`` says ``proc`` is; otherwise stop it (by its PID) and raise
+    ``RuntimeError`` with ``failure()`` (read then: a log's last lines). Stopped too when
+    the wait is interrupted (Ctrl-C, SIGTERM): no caller holds it yet to stop it."""
+    try:
+        ok = ready()
+    except BaseException:
+        stop_process(proc)
+        raise
+    if not ok:
+        stop_process(proc)
+        raise RuntimeError(failure())
 
 
 def start_daemon(
@@ -172,12 +205,19 @@ def start_daemon(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()  # "URL http://..." once ready; EOF when it failed
-    if not line.startswith("URL "):
-        stop_process(proc)
-        raise RuntimeError(
-            f"daemon did not start: {(directory / 'daemon.log').read_text()[-2000:]}"
-        )
+    stdout = proc.stdout
+    line = ""
+
+    def announced() -> bool:
+        nonlocal line
+        line = stdout.readline()  # "URL http://..." once ready; EOF when it failed
+        return line.startswith("URL ")
+
+    ready_or_stopped(
+        proc,
+        announced,
+        lambda: f"daemon did not start: {(directory / 'daemon.log').read_text()[-2000:]}",
+    )
     return proc, line.split()[1]
 
 
@@ -200,9 +240,11 @@ def start_floor(core: int = 0) -> tuple[subprocess.Popen[str], str]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    if not wait_http_ok(url + "/healthz", within=15):
-        stop_process(proc)
-        raise RuntimeError("floor receiver did not start")
+    ready_or_stopped(
+        proc,
+        lambda: wait_http_ok(url + "/healthz", within=15),
+        lambda: "floor receiver did not start",
+    )
     return proc, url
 
 
@@ -228,9 +270,11 @@ def start_alertmanager(directory: Path, core: int = 0) -> tuple[subprocess.Popen
     log = (directory / "alertmanager.log").open("w")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=directory, text=True)
     url = f"http://127.0.0.1:{port}"
-    if not wait_http_ok(url + "/-/ready", within=30):
-        stop_process(proc)
-        raise RuntimeError(f"alertmanager did not start: {directory / 'alertmanager.log'}")
+    ready_or_stopped(
+        proc,
+        lambda: wait_http_ok(url + "/-/ready", within=30),
+        lambda: f"alertmanager did not start: {directory / 'alertmanager.log'}",
+    )
     return proc, url
 
 

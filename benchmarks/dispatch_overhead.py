@@ -45,6 +45,7 @@ from benchmarks._common import (
     emit,
     load_fixture,
     redis_available,
+    stop_on_signals,
 )
 from mcp_sentinel.app import freeze_startup_heap
 from mcp_sentinel.dispatcher.dispatcher import Dispatcher
@@ -247,4 +248,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     asyncio.run(main())

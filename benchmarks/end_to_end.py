@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from benchmarks._common import emit, percentile, start_daemon, stop_process
+from benchmarks._common import emit, percentile, start_daemon, stop_on_signals, stop_process
 from benchmarks.storm import agent_runs, payloads
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON
 from tests.helpers import AUTH, FINDING, audit_records
@@ -183,4 +183,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     asyncio.run(main())

@@ -50,6 +50,7 @@ from benchmarks._common import (
     start_alertmanager,
     start_daemon,
     start_floor,
+    stop_on_signals,
     stop_process,
 )
 from tests.helpers import TOKEN
@@ -316,4 +317,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     main()

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import PY, ROOT, cpu_steal, machine
+from benchmarks._common import PY, ROOT, cpu_steal, machine, stop_on_signals, stop_process
 
 SUITE = ("dispatch_overhead", "startup", "end_to_end", "ingest", "storm")
 
@@ -26,17 +26,24 @@ def run(name: str, quick: bool) -> dict[str, Any]:
     if quick:
         command.append("--quick")
     print(f"== {name}", flush=True)
-    out = subprocess.run(
-        command, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=1800)
+    except BaseException:
+        # Stopped (SIGTERM, Ctrl-C) or timed out: the benchmark is told to stop, as this
+        # process was, so it stops the servers it started; a SIGKILL would leave them running.
+        stop_process(proc, grace=60)
+        raise
     result: dict[str, Any] | None = None
-    for line in out.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             result = json.loads(line.removeprefix("RESULT "))
         else:
             print(line, flush=True)
-    if out.returncode != 0 or result is None:
-        sys.exit(f"{name} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    if proc.returncode != 0 or result is None:
+        sys.exit(f"{name} failed ({proc.returncode}):\n{stderr[-3000:]}")
     (Path("/tmp") / f"sentinel-bench-{name}.json").write_text(json.dumps(result))
     return result
 
@@ -423,4 +430,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     main()

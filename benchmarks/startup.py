@@ -22,6 +22,7 @@ from benchmarks._common import (
     PY,
     ROOT,
     emit,
+    stop_on_signals,
     stop_process,
     wait_http_ok,
 )
@@ -106,4 +107,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     main()

@@ -30,7 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from benchmarks._common import daemon_stats, emit, proc_status, start_daemon, stop_process
+from benchmarks._common import (
+    daemon_stats,
+    emit,
+    proc_status,
+    start_daemon,
+    stop_on_signals,
+    stop_process,
+)
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON
 from tests.helpers import AUTH, FINDING
 
@@ -250,4 +257,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     asyncio.run(main())

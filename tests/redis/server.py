@@ -51,6 +51,16 @@ class RedisServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            self._wait_ready(within)
+        except BaseException:
+            # Not answering in time, or interrupted while waiting: no caller holds a started
+            # server to stop, so it is stopped here.
+            self.stop()
+            raise
+
+    def _wait_ready(self, within: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + within
         while True:
             try:
