@@ -36,8 +36,10 @@ The ``state`` of a payload row:
   ``dedupe_keys``, until ``keys_expire_at``; the ``payload_incidents`` rows go. A payload
   with no unexpired key is deleted then instead. The intake's periodic purge deletes
   finished rows whose keys expired (a partial index finds them; intake never writes to it);
-- ``unreadable``: the start found a body or incidents this version cannot read: kept as it is
-  for a human, named in the log, counted at every start, never half-loaded.
+- ``unreadable``: the start found a body or incidents this version cannot read, or a worker
+  found the body so when it took an incident (the queue reads a waiting incident's alert back
+  from the body then: ``notifications_of``): kept as it is for a human, named in the log,
+  counted at every start, never half-loaded.
 
 Disk: a body stays only while an incident of its payload waits or runs (the queue's capacity
 bounds those), whole even when one alert of it was new; what stays after, until the keys
