@@ -66,6 +66,7 @@ from mcp_sentinel.dispatcher.codec import SOURCES, key_from_row, key_to_row
 from mcp_sentinel.models import (
     DedupeKey,
     Incident,
+    IncidentCard,
     IncidentNotification,
     PayloadOrigin,
     WebhookPayload,
@@ -255,6 +256,22 @@ class OpenPayload:
     unfinished: int
     keys: list[DedupeKey]
     keys_expire_at: float
+
+
+@dataclass(slots=True, eq=False)
+class PayloadPlace:
+    """An incident of a stored payload, as the durable queue holds it from its commit until it
+    is finished: where it is stored (its payload and its alert's position in the body) and its
+    ``Incident`` but for the notification, which the queue makes again from the body when a
+    worker takes it (``notifications_of``)."""
+
+    payload: OpenPayload
+    position: int
+    priority: int
+    card: IncidentCard
+    incident_id: str
+    enqueued_monotonic: float
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,20 +28,13 @@ The queue assigns each incident its ``seq`` (the arrival order, after the highes
 keeps where each incident it holds is stored in memory, so every later statement finds its row
 by its primary key: neither table has an index on the incident id. Nothing of a payload's body
 is kept in memory after its write, nor its notifications: an incident of a payload waits as its
-place (``_PayloadPlace``), and ``get`` makes its notification again from the stored body (one
+place (``PayloadPlace``), and ``get`` makes its notification again from the stored body (one
 read and parse per payload for its consecutive incidents), so a deep queue holds less than half
 of what it would with the incidents whole. A body that cannot be read then (a damaged file) is
 kept as ``unreadable`` and named in the log, and ``get`` goes on to the next incident; a read
 that fails is tried again, with backoff, by the worker that needs it.
 
-Recovery (``open``, before the workers start): incidents ``claimed`` by an earlier process were
-cut off mid-investigation, so they are queued again (counted as resumed); every queued incident
-of either table, not done, is then loaded in priority and arrival order, keeping its incident
-id. An incident whose card is no longer configured goes to the default card or, without one,
-is logged as unrouted and finished; a row this version cannot read (a notification, or a
-payload's body or incidents) is kept as ``unreadable``, never half-loaded, and named in the log;
-the unreadable rows are counted at every start. A payload none of whose incidents is left to
-run is finished then.
+Recovery (``open``, before the workers start): ``sqlite_recovery``.
 """
 
 from __future__ import annotations
@@ -52,17 +45,18 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
-from mcp_sentinel.dispatcher import sqlite_payloads
-from mcp_sentinel.dispatcher.codec import notification_from_json, notifications_to_json
+from mcp_sentinel.dispatcher import sqlite_payloads, sqlite_recovery
+from mcp_sentinel.dispatcher.codec import notifications_to_json
+from mcp_sentinel.dispatcher.lifecycle import IncidentKey
 from mcp_sentinel.dispatcher.queue import Unfinished, WaitingIncidents, priority_of
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase, StorageError
 from mcp_sentinel.dispatcher.sqlite_dedupe import INSERT_DEDUPE, SqliteDedupeStore, purge
-from mcp_sentinel.dispatcher.sqlite_payloads import OpenPayload, PayloadIncidents, StoredPayload
+from mcp_sentinel.dispatcher.sqlite_payloads import OpenPayload, PayloadIncidents, PayloadPlace
+from mcp_sentinel.dispatcher.sqlite_recovery import Recovery
 from mcp_sentinel.models import (
     Incident,
     IncidentCard,
@@ -76,63 +70,6 @@ Statement = Callable[[sqlite3.Connection], None]
 # from the first to the last.
 _READ_RETRY_FIRST_SECONDS = 0.1
 _READ_RETRY_MAX_SECONDS = 10.0
-
-
-@dataclass(slots=True, eq=False)
-class _PayloadPlace:
-    """An incident of a stored payload, as the queue holds it from its commit until it is
-    finished: where it is stored (its payload and its alert's position in the body) and its
-    ``Incident`` but for the notification, which ``get`` makes again from the body."""
-
-    payload: OpenPayload
-    position: int
-    priority: int
-    card: IncidentCard
-    incident_id: str
-    enqueued_monotonic: float
-    traceparent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """What ``SqliteQueueBackend.open`` found from an earlier process."""
-
-    resumed: int  # claimed incidents: cut off mid-investigation, queued again
-    queued: int  # incidents loaded (the resumed ones included)
-    rerouted: int  # incidents whose card is gone, given to the default card
-    unrouted: int  # incidents whose card is gone, with no default card: logged and finished
-    unreadable: int  # rows (incidents or payloads) this version cannot read, kept for a human
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    """What the recovery transaction read."""
-
-    resumed: int
-    rows: list[tuple[int, str, int, str, str, float]]
-    payloads: list[StoredPayload]
-    unreadable: int
-    last_seq: int
-
-
-@dataclass(slots=True)
-class _Unloadable:
-    """What the recovery could not queue, to settle in one transaction."""
-
-    broken_rows: list[int]
-    unrouted_rows: list[int]
-    broken_payloads: list[int]
-    unrouted_places: list[tuple[int, int]]
-    finished: list[OpenPayload]
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.broken_rows
-            or self.unrouted_rows
-            or self.broken_payloads
-            or self.unrouted_places
-            or self.finished
-        )
 
 
 class SqliteQueueBackend:
@@ -165,20 +102,22 @@ class SqliteQueueBackend:
         self._dedupe = dedupe
         self._clock = clock
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
-        # Recovered incidents and those of ``incidents`` rows wait whole; a payload's, as
-        # their places.
-        self._waiting: WaitingIncidents[Incident | _PayloadPlace] = WaitingIncidents()
+        # An incident of an ``incidents`` row waits whole; a payload's, as its place.
+        self._waiting: WaitingIncidents[Incident | PayloadPlace] = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
         # Where each incident the queue holds is stored, from put_all to task_done/release:
         # its seq in ``incidents``, or its place in its payload.
         self._rows: dict[str, int] = {}
-        self._places: dict[str, _PayloadPlace] = {}
+        self._places: dict[str, PayloadPlace] = {}
         # The notifications of the payload whose incident ``get`` made last: its next
         # incidents, which usually follow, need no read.
         self._last_read: tuple[OpenPayload, list[IncidentNotification]] | None = None
         self._next_seq = 1  # set by open, from the rows an earlier process left
-        self.recovered: list[Incident] = []
+        # The keys of the resolved alerts ``open`` loaded: the incident tracker learns them
+        # before the workers start, so a firing one queued ahead of its resolution is not
+        # investigated. Keys only: the incidents themselves wait in the queue.
+        self.recovered_resolved: list[IncidentKey] = []
 
     @property
     def capacity(self) -> int:
@@ -197,126 +136,17 @@ class SqliteQueueBackend:
     # -- recovery --------------------------------------------------------------------------
 
     async def open(self) -> Recovery:
-        """Release earlier claims and load what waits; see the module docstring."""
-        found = await self._db.transaction(_load_queue, what="load the queue")
-        self._next_seq = found.last_seq + 1
-        now, monotonic_now = self._clock(), time.monotonic()
-        loaded: list[tuple[int, int, Incident]] = []  # (priority, seq, incident)
-        unloadable = _Unloadable([], [], [], [], [])
-        rerouted = 0
-        for seq, incident_id, priority, card_name, stored, enqueued_at in found.rows:
-            try:
-                notification = notification_from_json(stored)
-            except ValueError as exc:
-                logger.error(
-                    "queued incident {incident_id} cannot be read ({error}); kept in {path} "
-                    "as unreadable",
-                    incident_id=incident_id,
-                    error=exc,
-                    path=self._db.path,
-                )
-                unloadable.broken_rows.append(seq)
-                continue
-            card, moved = self._card_again(card_name, notification, incident_id)
-            rerouted += moved
-            if card is None:
-                unloadable.unrouted_rows.append(seq)
-                continue
-            waited = max(0.0, now - float(enqueued_at))
-            loaded.append(
-                (priority, seq, Incident(notification, card, incident_id, monotonic_now - waited))
-            )
-            self._rows[incident_id] = seq
-        for payload_row in found.payloads:
-            try:
-                read = sqlite_payloads.read_payload(payload_row)
-            except ValueError as exc:
-                logger.error(
-                    "queued payload {seq} cannot be read ({error}); its incidents ({ids}) are "
-                    "kept in {path} as unreadable",
-                    seq=payload_row.seq,
-                    error=exc,
-                    ids=_some_ids(payload_row.incidents),
-                    path=self._db.path,
-                )
-                unloadable.broken_payloads.append(payload_row.seq)
-                continue
-            payload = OpenPayload(payload_row.seq, 0, read.keys, payload_row.keys_expire_at)
-            waited = max(0.0, now - float(payload_row.enqueued_at))
-            for item in read.waiting:
-                card, moved = self._card_again(item.card, item.notification, item.incident_id)
-                rerouted += moved
-                if card is None:
-                    unloadable.unrouted_places.append((payload.seq, item.position))
-                    continue
-                incident = Incident(
-                    item.notification, card, item.incident_id, monotonic_now - waited
-                )
-                loaded.append((item.priority, item.seq, incident))
-                self._places[item.incident_id] = _PayloadPlace(
-                    payload,
-                    item.position,
-                    item.priority,
-                    card,
-                    item.incident_id,
-                    incident.enqueued_monotonic,
-                    None,
-                )
-                payload.unfinished += 1
-            if payload.unfinished == 0:
-                unloadable.finished.append(payload)
-        if unloadable:
-            await self._db.transaction(
-                lambda connection: _settle_unloadable(connection, unloadable, now),
-                what="set aside unloadable incidents",
-            )
-        loaded.sort(key=lambda item: (item[0], item[1]))
-        incidents = [incident for _, _, incident in loaded]
-        self._unfinished.add(len(incidents))
-        self._waiting.push_all(incidents, [priority for priority, _, _ in loaded])
-        self.recovered = incidents
-        broken = len(unloadable.broken_rows) + len(unloadable.broken_payloads)
-        unrouted = len(unloadable.unrouted_rows) + len(unloadable.unrouted_places)
-        recovery = Recovery(found.resumed, len(incidents), rerouted, unrouted, found.unreadable)
-        if found.resumed or incidents or found.unreadable or broken:
-            logger.info(
-                "queue recovered from {path}: {queued} incident(s) to investigate ({resumed} cut "
-                "off mid-investigation); {unreadable} unreadable row(s) kept",
-                path=self._db.path,
-                queued=len(incidents),
-                resumed=found.resumed,
-                unreadable=found.unreadable + broken,
-            )
-        return recovery
-
-    def _card_again(
-        self, card_name: str, notification: IncidentNotification, incident_id: str
-    ) -> tuple[IncidentCard | None, bool]:
-        """The card a stored incident goes to now, and whether it is not the one it was queued
-        for; None (logged as unrouted) when its card is gone and there is no default card."""
-        card = self._cards.get(card_name)
-        if card is not None:
-            return card, False
-        card = self._default_card
-        if card is None:
-            logger.error(
-                "unrouted alert {alertname} (fingerprint {fingerprint}, incident "
-                "{incident_id}): queued for card {card}, which is no longer configured, "
-                "and no default card is configured; not investigated",
-                alertname=notification.alertname or "<no alertname>",
-                fingerprint=notification.fingerprint,
-                incident_id=incident_id,
-                card=card_name,
-            )
-            return None, False
-        logger.warning(
-            "incident {incident_id} was queued for card {card}, which is no longer "
-            "configured: the default card {default} takes it",
-            incident_id=incident_id,
-            card=card_name,
-            default=card.resource,
+        """Release earlier claims and load what waits (``sqlite_recovery``)."""
+        recovered = await sqlite_recovery.recover(
+            self._db, cards=self._cards, default_card=self._default_card, now=self._clock()
         )
-        return card, True
+        self._next_seq = recovered.next_seq
+        self._rows.update(recovered.rows)
+        self._places.update(recovered.places)
+        self._unfinished.add(len(recovered.waiting))
+        self._waiting.push_all(recovered.waiting, recovered.priorities)
+        self.recovered_resolved = recovered.resolved
+        return recovered.recovery
 
     # -- the queue -------------------------------------------------------------------------
 
@@ -379,7 +209,7 @@ class SqliteQueueBackend:
         def committed(_: None) -> None:
             payload = OpenPayload(seq, len(incidents), keys, expiry)
             places = [
-                _PayloadPlace(
+                PayloadPlace(
                     payload,
                     position,
                     priority,
@@ -481,7 +311,7 @@ class SqliteQueueBackend:
         self._db.submit(claim, what="claim an incident")
         return incident
 
-    async def _incident_at(self, place: _PayloadPlace) -> Incident | None:
+    async def _incident_at(self, place: PayloadPlace) -> Incident | None:
         """The incident at ``place``, its notification made again from its payload's body;
         None when the body cannot be read (then logged, set aside and no longer held)."""
         payload = place.payload
@@ -508,7 +338,7 @@ class SqliteQueueBackend:
             place.traceparent,
         )
 
-    async def _read_body(self, place: _PayloadPlace) -> tuple[str, str, bytes | None] | None:
+    async def _read_body(self, place: PayloadPlace) -> tuple[str, str, bytes | None] | None:
         """The stored body of ``place``'s payload, the read tried again until it succeeds:
         without it the worker has nothing to investigate."""
         seq, delay = place.payload.seq, _READ_RETRY_FIRST_SECONDS
@@ -528,7 +358,7 @@ class SqliteQueueBackend:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _READ_RETRY_MAX_SECONDS)
 
-    def _set_aside(self, place: _PayloadPlace, error: ValueError) -> None:
+    def _set_aside(self, place: PayloadPlace, error: ValueError) -> None:
         """``place``'s payload cannot be read any more: kept as ``unreadable``, and its
         incident no longer held. Its payload is never finished by this process then (its
         count of unfinished incidents keeps this one), so the row stays as it is."""
@@ -616,53 +446,3 @@ class SqliteQueueBackend:
 
 def _done_statement(seq: int, position: int) -> Statement:
     return lambda connection: sqlite_payloads.mark_done(connection, seq, position)
-
-
-def _some_ids(incidents: str, shown: int = 5) -> str:
-    """The first incident ids of a payload's stored incidents, for a log line; the text itself
-    when it cannot be read."""
-    try:
-        ids = PayloadIncidents.from_text(incidents).incident_ids
-    except ValueError:
-        return repr(incidents[:200])
-    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
-    return ", ".join(ids[:shown]) + more
-
-
-def _load_queue(connection: sqlite3.Connection) -> _Found:
-    """On the database thread: release earlier claims and read what waits."""
-    resumed = connection.execute(
-        "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE state = 'claimed'"
-    ).rowcount
-    resumed += connection.execute("DELETE FROM payload_incidents WHERE state = 'claimed'").rowcount
-    rows = connection.execute(
-        "SELECT seq, incident_id, priority, card, notification, enqueued_at FROM incidents "
-        "WHERE state = 'queued'"
-    ).fetchall()
-    (unreadable,) = connection.execute(
-        "SELECT (SELECT count(*) FROM incidents WHERE state = 'unreadable') "
-        "+ (SELECT count(*) FROM payloads WHERE state = 'unreadable')"
-    ).fetchone()
-    (last_seq,) = connection.execute(
-        "SELECT max((SELECT coalesce(max(seq), 0) FROM incidents), "
-        "(SELECT coalesce(max(seq + incident_count - 1), 0) FROM payloads))"
-    ).fetchone()
-    return _Found(resumed, rows, sqlite_payloads.load_queued(connection), unreadable, last_seq)
-
-
-def _settle_unloadable(connection: sqlite3.Connection, unloadable: _Unloadable, now: float) -> None:
-    connection.executemany(
-        "UPDATE incidents SET state = 'unreadable' WHERE seq = ?",
-        [(seq,) for seq in unloadable.broken_rows],
-    )
-    connection.executemany(
-        "DELETE FROM incidents WHERE seq = ?", [(seq,) for seq in unloadable.unrouted_rows]
-    )
-    connection.executemany(
-        "UPDATE payloads SET state = 'unreadable' WHERE seq = ?",
-        [(seq,) for seq in unloadable.broken_payloads],
-    )
-    for seq, position in unloadable.unrouted_places:
-        sqlite_payloads.mark_done(connection, seq, position)
-    for payload in unloadable.finished:
-        sqlite_payloads.finish(connection, payload.seq, payload.keys, payload.keys_expire_at, now)

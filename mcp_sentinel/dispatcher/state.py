@@ -73,9 +73,8 @@ async def open_state(
         dedupe=dedupe,
     )
     await queue.open()
-    for incident in queue.recovered:
-        if incident.notification.status == "resolved":
-            tracker.resolve(incident.notification.key)
+    for key in queue.recovered_resolved:
+        tracker.resolve(key)
     return IntakeState(
         queue=queue,
         dedupe=dedupe,

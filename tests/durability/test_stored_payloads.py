@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mcp_sentinel.dispatcher.lifecycle import IncidentTracker
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
-from mcp_sentinel.dispatcher.sqlite_queue import Recovery, SqliteQueueBackend
+from mcp_sentinel.dispatcher.sqlite_queue import SqliteQueueBackend
+from mcp_sentinel.dispatcher.sqlite_recovery import Recovery
+from mcp_sentinel.dispatcher.state import open_state
 from mcp_sentinel.models import (
     DispatchOutcome,
     Incident,
@@ -25,7 +29,7 @@ from mcp_sentinel.sinks.base import IncidentRecord
 from mcp_sentinel.sinks.outbox import SqliteOutbox
 from tests.durability.support import parsed, state_rows
 from tests.durability.test_sqlite_store import CARD, OTHER, HeldHandler, dispatcher_over, stores
-from tests.helpers import FINDING
+from tests.helpers import FINDING, write_config
 from tests.sinks.support import captured_logs, report_for
 
 FixtureBytes = Callable[[str], bytes]
@@ -348,3 +352,26 @@ async def test_a_key_the_payload_did_not_make_new_keeps_its_own_expiry(
     assert state_rows(path, "SELECT state FROM payloads") == [("finished",)]
     async with stores(path, ttl=60, clock=lambda: now[0]) as (_, dedupe, _):
         assert (dedupe.seen(known.dedupe_key), dedupe.seen(new.dedupe_key)) == (False, True)
+
+
+async def test_a_restart_tells_the_incident_tracker_which_queued_alerts_resolved(
+    tmp_path: Path, fixture_bytes: FixtureBytes
+) -> None:
+    settings = write_config(tmp_path)
+    mixed = fixture_bytes("webhook_mixed_group_45_firing_5_resolved")  # a payload row
+    resolved = parsed(fixture_bytes("webhook_resolved_single_alert"))  # a row of its own
+    async with (
+        stores(settings.resolve(settings.dispatcher.sqlite_path), capacity=100) as (db, d, q),
+        dispatcher_over(db, d, q, HeldHandler(), workers=0) as dispatcher,
+    ):
+        assert (await dispatcher.dispatch(parsed(mixed), body=mixed)).accepted
+        assert (await dispatcher.dispatch(resolved)).accepted  # no body: the poller's way
+
+    tracker = IncidentTracker(3600)
+    async with AsyncExitStack() as stack:
+        state = await open_state(settings, stack=stack, tracker=tracker)
+        assert state.queue.depth() == 51
+    notifications = [*parsed(mixed), *resolved]
+    gone = {n.key for n in notifications if n.status == "resolved"}
+    assert len(gone) == 6
+    assert {n.key for n in notifications if tracker.is_resolved(n.key)} == gone
