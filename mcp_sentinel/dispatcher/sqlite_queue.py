@@ -106,10 +106,13 @@ class SqliteQueueBackend:
         self._waiting: WaitingIncidents[Incident | PayloadPlace] = WaitingIncidents()
         self._reserved = 0  # slots of put_all calls still committing
         self._unfinished = Unfinished()
-        # Where each incident the queue holds is stored, from put_all to task_done/release:
-        # its seq in ``incidents``, or its place in its payload.
+        # Where each incident the queue holds is stored: its seq in ``incidents``, from
+        # put_all to task_done/release; a payload's incident is its place, which waits in
+        # ``_waiting`` and is kept here only once a worker took it, until task_done/release.
+        # Not a dict of every waiting place: inserting a payload's 50 places into a dict as
+        # deep as the queue cost ~24 µs per payload in a storm, on the event loop.
         self._rows: dict[str, int] = {}
-        self._places: dict[str, PayloadPlace] = {}
+        self._taken: dict[str, PayloadPlace] = {}
         # The notifications of the payload whose incident ``get`` made last: its next
         # incidents, which usually follow, need no read.
         self._last_read: tuple[OpenPayload, list[IncidentNotification]] | None = None
@@ -142,7 +145,6 @@ class SqliteQueueBackend:
         )
         self._next_seq = recovered.next_seq
         self._rows.update(recovered.rows)
-        self._places.update(recovered.places)
         self._unfinished.add(len(recovered.waiting))
         self._waiting.push_all(recovered.waiting, recovered.priorities)
         self.recovered_resolved = recovered.resolved
@@ -222,7 +224,6 @@ class SqliteQueueBackend:
                     incidents, positions, priorities, strict=True
                 )
             ]
-            self._places.update(zip(columns.incident_ids, places, strict=True))
             self._unfinished.add(len(incidents))
             self._waiting.push_all(places, priorities)
             if dedupe is not None and dedupe_write is not None:
@@ -274,6 +275,7 @@ class SqliteQueueBackend:
         return write, committed
 
     async def get(self) -> Incident:
+        place: PayloadPlace | None = None
         while True:
             waiting = await self._waiting.get()
             if isinstance(waiting, Incident):
@@ -286,10 +288,10 @@ class SqliteQueueBackend:
                 self._waiting.push_front(waiting, waiting.priority)
                 raise
             if made is not None:
-                incident = made
+                incident, place = made, waiting
+                self._taken[incident.incident_id] = place
                 break
         owner = self._owner
-        place = self._places.get(incident.incident_id)
         claim: Statement
         if place is not None:
             seq, position = place.payload.seq, place.position
@@ -371,7 +373,6 @@ class SqliteQueueBackend:
             seq=seq,
             path=self._db.path,
         )
-        del self._places[place.incident_id]
         self._unfinished.finish()
         self._db.submit(
             lambda connection: sqlite_payloads.set_aside(connection, seq),
@@ -380,7 +381,7 @@ class SqliteQueueBackend:
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
-        place = self._places.pop(incident.incident_id, None)
+        place = self._taken.pop(incident.incident_id, None)
         if place is not None:
             payload, position = place.payload, place.position
             payload.unfinished -= 1
@@ -406,7 +407,7 @@ class SqliteQueueBackend:
 
     def release(self, incident: Incident) -> None:
         self._unfinished.finish()
-        place = self._places.pop(incident.incident_id, None)
+        place = self._taken.pop(incident.incident_id, None)
         if place is not None:
             seq, position = place.payload.seq, place.position
             self._db.submit(
@@ -429,7 +430,7 @@ class SqliteQueueBackend:
         its payload done), for another transaction on this database to run (the sink
         outbox's, which stores the incident's deliveries with it). For an incident this queue
         does not hold (finished, or never queued here) it does nothing."""
-        place = self._places.get(incident.incident_id)
+        place = self._taken.get(incident.incident_id)
         if place is not None:
             return _done_statement(place.payload.seq, place.position)
         seq = self._rows.get(incident.incident_id)

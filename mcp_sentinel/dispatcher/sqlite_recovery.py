@@ -88,7 +88,6 @@ class Recovered:
     priorities: list[int]
     resolved: list[IncidentKey]
     rows: dict[str, int]
-    places: dict[str, PayloadPlace]
     next_seq: int
     recovery: Recovery
 
@@ -107,7 +106,6 @@ async def recover(
     loaded: list[tuple[int, int, Incident | PayloadPlace]] = []  # (priority, seq, what waits)
     resolved: list[IncidentKey] = []
     rows: dict[str, int] = {}
-    places: dict[str, PayloadPlace] = {}
     unloadable = _Unloadable([], [], [], [], [])
     rerouted = 0
 
@@ -168,7 +166,6 @@ async def recover(
                 payload, item.position, item.priority, card, item.incident_id, enqueued_monotonic
             )
             loaded.append((item.priority, item.seq, place))
-            places[item.incident_id] = place
             payload.unfinished += 1
             if item.notification.status == "resolved":
                 resolved.append(item.notification.key)
@@ -197,7 +194,6 @@ async def recover(
         [priority for priority, _, _ in loaded],
         resolved,
         rows,
-        places,
         found.last_seq + 1,
         Recovery(found.resumed, len(waiting), rerouted, unrouted, found.unreadable),
     )
