@@ -114,8 +114,10 @@ class SqliteQueueBackend:
         self._rows: dict[str, int] = {}
         self._taken: dict[str, PayloadPlace] = {}
         # The notifications of the payload whose incident ``get`` made last: its next
-        # incidents, which usually follow, need no read.
-        self._last_read: tuple[OpenPayload, list[IncidentNotification]] | None = None
+        # incidents, which usually follow, need no read. None in place of them once the
+        # payload's body could not be read: its next incidents are set aside without another
+        # read, and the payload only once.
+        self._last_read: tuple[OpenPayload, list[IncidentNotification] | None] | None = None
         self._next_seq = 1  # set by open, from the rows an earlier process left
         # The keys of the resolved alerts ``open`` loaded: the incident tracker learns them
         # before the workers start, so a firing one queued ahead of its resolution is not
@@ -320,6 +322,9 @@ class SqliteQueueBackend:
         last = self._last_read
         if last is not None and last[0] is payload:
             notifications = last[1]
+            if notifications is None:
+                self._drop_unreadable(place)
+                return None
         else:
             row = await self._read_body(place)
             try:
@@ -330,6 +335,7 @@ class SqliteQueueBackend:
                     raise ValueError(f"position {place.position} is not one alert of the payload")
             except ValueError as exc:
                 self._set_aside(place, exc)
+                self._last_read = (payload, None)
                 return None
             self._last_read = (payload, notifications)
         return Incident(
@@ -378,6 +384,17 @@ class SqliteQueueBackend:
             lambda connection: sqlite_payloads.set_aside(connection, seq),
             what="set aside an unreadable payload",
         )
+
+    def _drop_unreadable(self, place: PayloadPlace) -> None:
+        """Another incident of the payload ``_set_aside`` just kept as unreadable: named in
+        the log and no longer held, with no second read or statement."""
+        logger.error(
+            "queued incident {incident_id} is in unreadable payload {seq}; kept in {path}",
+            incident_id=place.incident_id,
+            seq=place.payload.seq,
+            path=self._db.path,
+        )
+        self._unfinished.finish()
 
     def task_done(self, incident: Incident) -> None:
         self._unfinished.finish()
