@@ -2,6 +2,9 @@
 ratios against baselines measured in the same run, and the issue's targets met or not).
 
     uv run python benchmarks/run_all.py [--quick]
+
+``--render-only`` writes the page again from the last run's results, kept in /tmp, dated and
+described as that run wrote it (for a change to the page's text without a new run).
 """
 
 from __future__ import annotations
@@ -53,8 +56,15 @@ def mark(ok: bool) -> str:
 
 
 def render(
-    results: dict[str, dict[str, Any]], quick: bool, seconds: float, steal: float | None = None
+    results: dict[str, dict[str, Any]],
+    quick: bool,
+    seconds: float,
+    steal: float | None = None,
+    *,
+    finished_at: float,
 ) -> str:
+    """The page, from the suite's results and the run's own facts (``finished_at``: epoch
+    seconds the run ended at, which the page is dated by)."""
     box = machine()
     ingest = results["ingest"]["rows"]
     storm = results["storm"]
@@ -79,7 +89,8 @@ def render(
         "",
         "Figures from one run of `uv run python benchmarks/run_all.py"
         + (" --quick" if quick else "")
-        + f"` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {seconds:.0f} s). "
+        + f"` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(finished_at))}, "
+        f"{seconds:.0f} s). "
         "Every ratio is against a baseline measured in the same run. Re-run it to refresh "
         "this page; each `benchmarks/*.py` also runs alone and prints its figures.",
         "",
@@ -417,32 +428,46 @@ WHERE_THE_TIME_GOES = (
 )
 
 
+# The run's own facts beside the suite's results, so ``--render-only`` dates and describes the
+# page as the run did.
+RUN_FACTS = Path("/tmp") / "sentinel-bench-run.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller counts, shorter runs")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument(
         "--render-only",
-        type=float,
-        metavar="SECONDS",
-        help="write the page again from the last run's results in /tmp (it took SECONDS)",
+        action="store_true",
+        help="write the page again from the last run's results in /tmp, as that run wrote it",
     )
     args = parser.parse_args()
-    started = time.monotonic()
-    total_before, stolen_before = cpu_steal()
-    steal: float | None = None
-    if args.render_only is not None:
+    if args.render_only:
         results = {
             name: json.loads((Path("/tmp") / f"sentinel-bench-{name}.json").read_text())
             for name in SUITE
         }
-        seconds = args.render_only
+        facts = json.loads(RUN_FACTS.read_text())
     else:
+        started = time.monotonic()
+        total_before, stolen_before = cpu_steal()
         results = {name: run(name, args.quick) for name in SUITE}
-        seconds = time.monotonic() - started
         total_after, stolen_after = cpu_steal()
-        steal = (stolen_after - stolen_before) / max(1, total_after - total_before)
-    text = render(results, args.quick, seconds, steal)
+        facts = {
+            "quick": args.quick,
+            "seconds": time.monotonic() - started,
+            "steal": (stolen_after - stolen_before) / max(1, total_after - total_before),
+            "finished_at": time.time(),
+        }
+        RUN_FACTS.write_text(json.dumps(facts))
+    text = render(
+        results,
+        facts["quick"],
+        facts["seconds"],
+        facts["steal"],
+        finished_at=facts["finished_at"],
+    )
     args.output.write_text(text)
     print(f"wrote {args.output}")
 
