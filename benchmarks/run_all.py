@@ -444,10 +444,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.render_only:
-        results = {
-            name: json.loads((Path("/tmp") / f"sentinel-bench-{name}.json").read_text())
-            for name in SUITE
-        }
+        kept = {name: Path("/tmp") / f"sentinel-bench-{name}.json" for name in SUITE}
+        if missing := [str(p) for p in (*kept.values(), RUN_FACTS) if not p.is_file()]:
+            sys.exit(
+                f"--render-only needs a full run's results first; missing: {', '.join(missing)}"
+            )
+        results = {name: json.loads(path.read_text()) for name, path in kept.items()}
         facts = json.loads(RUN_FACTS.read_text())
     else:
         started = time.monotonic()
