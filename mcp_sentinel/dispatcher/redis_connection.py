@@ -17,6 +17,7 @@ redis-py does not fill with credentials.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,6 +56,20 @@ class RedisKeys:
 
     def dedupe(self, fingerprint: str, starts_at: str, status: str) -> str:
         return f"{self.base}:dedupe:{fingerprint}|{starts_at}|{status}"
+
+
+def raise_if_cancelling() -> None:
+    """Raise ``CancelledError`` when the current task has a cancellation pending.
+
+    redis-py can lose a cancellation that arrives during a command: the command then returns
+    its reply, or fails with a redis error, and the task goes on as if never cancelled
+    (redis/redis-py#2028, #2551; seen with 8.1 on a busy core: the queue's maintenance loop
+    went on forever and the shutdown waited on it). A loop around redis calls calls this
+    after each of them, so a cancellation ends it whatever redis-py did with it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class RedisConnection:
@@ -105,6 +120,7 @@ class RedisConnection:
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
+            raise_if_cancelling()  # a lost cancellation, not a Redis problem to report
             self.failed(exc, doing="answer PING")
             return False
         if self._problem is not None:

@@ -42,7 +42,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from mcp_sentinel.dispatcher.codec import key_to_row, notifications_to_json
 from mcp_sentinel.dispatcher.queue import Unfinished
-from mcp_sentinel.dispatcher.redis_connection import RedisConnection
+from mcp_sentinel.dispatcher.redis_connection import RedisConnection, raise_if_cancelling
 from mcp_sentinel.dispatcher.redis_entries import (
     Entry,
     Unusable,
@@ -195,6 +195,7 @@ class RedisQueueBackend:
         try:
             added = int(await self._intake(keys=keys, args=args))
         except _FAILURES as exc:
+            raise_if_cancelling()
             self._connection.failed(exc, doing="queue incidents")
             return False
         if added < 0:
@@ -216,9 +217,9 @@ class RedisQueueBackend:
             entry = await self._next_entry()
             task = asyncio.current_task()
             if task is not None and task.cancelling():
-                # A cancellation that arrived during the read may surface as a redis error
-                # (caught as a failure above): honour it, or the worker would wait forever
-                # and the shutdown with it. An entry already read goes back to the stream.
+                # A cancellation lost during the read (``raise_if_cancelling``): honour it, or
+                # the worker would wait forever and the shutdown with it. An entry already
+                # read goes back to the stream.
                 if entry is not None:
                     self._spawn(self._requeue(entry[0]), what=f"requeue entry {entry[0]}")
                 raise asyncio.CancelledError
@@ -272,9 +273,11 @@ class RedisQueueBackend:
             if "NOGROUP" in str(exc):  # Redis restarted empty or was flushed
                 await self._quietly(self._ensure_group(), doing="create the consumer group")
                 return None
+            raise_if_cancelling()
             self._connection.failed(exc, doing="read the queue")
             return None
         except _FAILURES as exc:
+            raise_if_cancelling()  # a worker stopped at shutdown: no Redis failure to report
             self._connection.failed(exc, doing="read the queue")
             return None
         if not reply:
@@ -344,6 +347,7 @@ class RedisQueueBackend:
                 await step()
                 return
             except _FAILURES as exc:
+                raise_if_cancelling()
                 self._connection.failed(exc, doing=doing)
                 if time.monotonic() >= deadline:
                     return
@@ -353,6 +357,7 @@ class RedisQueueBackend:
         try:
             await work
         except _FAILURES as exc:
+            raise_if_cancelling()
             self._connection.failed(exc, doing=doing)
 
     async def _maintain(self) -> None:
@@ -375,9 +380,13 @@ class RedisQueueBackend:
                     )
                     await self._forget_dead_consumers()
             except _FAILURES as exc:
+                raise_if_cancelling()
                 self._connection.failed(exc, doing="maintain the queue")
             except Exception:
                 logger.exception("redis queue maintenance failed; trying again")
+            # Also after a round that went well: redis-py may have returned a reply in place
+            # of the cancellation that ``aclose`` sent, and this loop would then never end.
+            raise_if_cancelling()
             await asyncio.sleep(tick)
 
     async def _renew_claims(self) -> None:

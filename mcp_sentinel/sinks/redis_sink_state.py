@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from loguru import logger
 from redis.exceptions import RedisError
 
-from mcp_sentinel.dispatcher.redis_connection import RedisConnection
+from mcp_sentinel.dispatcher.redis_connection import RedisConnection, raise_if_cancelling
 from mcp_sentinel.dispatcher.sqlite_db import StorageError
 from mcp_sentinel.errors import RetryableError
 from mcp_sentinel.sinks.base import IncidentRecord
@@ -127,6 +127,7 @@ async def _retryable(connection: RedisConnection, work: Awaitable[T], *, doing: 
     try:
         return await work
     except (RedisError, OSError) as exc:
+        raise_if_cancelling()  # a lost cancellation is no Redis failure to retry
         connection.failed(exc, doing=doing)
         raise RetryableError(
             f"redis at {connection.display_url} failed to {doing}: {type(exc).__name__}"
@@ -339,3 +340,6 @@ class RedisOutbox:
                 logger.warning(
                     "outbox: lease renewal failed ({error}); retrying", error=type(exc).__name__
                 )
+            # redis-py may have lost the cancellation that closing sent (see
+            # ``raise_if_cancelling``): without this the loop would renew forever.
+            raise_if_cancelling()

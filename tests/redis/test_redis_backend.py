@@ -20,11 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from mcp_sentinel.app import Sentinel
 from mcp_sentinel.config import SentinelSettings
-from mcp_sentinel.dispatcher.redis_connection import redacted_url
+from mcp_sentinel.dispatcher.redis_connection import RedisConnection, redacted_url
+from mcp_sentinel.dispatcher.redis_queue import RedisQueueBackend
 from mcp_sentinel.errors import ConfigError
 from tests.durability.support import DaemonProcess
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON, Step
 from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
+from tests.redis.lost_cancellation import LosesOneCancellation
 from tests.redis.server import RedisServer
 
 WEBHOOK = "/webhook/alertmanager"
@@ -321,3 +323,31 @@ async def test_consumers_of_killed_replicas_are_removed_from_the_group(
                 assert "gone:1:dead" not in await names()
     finally:
         await client.aclose()
+
+
+async def test_the_queue_closes_when_redis_py_loses_the_cancellation(
+    redis_server: RedisServer,
+) -> None:
+    """The maintenance loop ends on ``aclose`` even when redis-py swallowed the cancellation:
+    seen on a busy core, where the daemon's shutdown then waited forever."""
+    connection = RedisConnection(redis_server.url, key_prefix="test-lost-cancel")
+    await connection.client.aclose()
+    client = LosesOneCancellation.from_url(redis_server.url, decode_responses=True)
+    connection.client = client
+    queue = RedisQueueBackend(
+        connection,
+        capacity=10,
+        dedupe_ttl_seconds=60,
+        visibility_timeout=30,
+        cards=[],
+        default_card=None,
+    )
+    await queue.open()
+    client.arm("XLEN")
+    # The maintenance loop refreshes the depth (XLEN) every probe interval (1 s).
+    await asyncio.wait_for(client.entered.wait(), timeout=10)
+    try:
+        await asyncio.wait_for(queue.aclose(), timeout=10)
+    except TimeoutError:
+        pytest.fail("aclose did not finish: the maintenance loop ignored its cancellation")
+    assert connection.problem is None, "a lost cancellation must not read as a Redis failure"

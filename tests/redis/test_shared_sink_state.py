@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 
 from mcp_sentinel.app import Sentinel
@@ -25,6 +26,7 @@ from tests.fakes.jira_server import FakeJira
 from tests.fakes.openai_server import FakeOpenAI, FinalJSON
 from tests.fakes.slack_server import FakeSlack
 from tests.helpers import AUTH, FINDING, audit_records, wait_for, write_config
+from tests.redis.lost_cancellation import LosesOneCancellation
 from tests.redis.server import RedisServer
 from tests.sinks.support import firing_record
 
@@ -230,3 +232,22 @@ async def test_a_killed_replicas_undelivered_finding_goes_out_from_another(
     assert len(model.requests) == 1  # investigated once: only the delivery moved
     (message,) = slack.messages.values()
     assert FINDING["summary"] in json.dumps(message.blocks)
+
+
+async def test_leaving_the_outbox_stops_its_lease_renewal_when_redis_py_loses_the_cancellation(
+    redis_server: RedisServer, notifications: Notifications
+) -> None:
+    record = firing_record(notifications("webhook_firing_single_alert")[0])
+    async with connection(redis_server) as conn:
+        await conn.client.aclose()
+        client = LosesOneCancellation.from_url(redis_server.url, decode_responses=True)
+        conn.client = client
+        outbox = RedisOutbox(conn, lease_seconds=0.3)  # renewed every 0.1 s
+        await outbox.__aenter__()
+        assert sorted(await outbox.add(record, ["slack"])) == ["slack"]
+        client.arm("EVALSHA")
+        await asyncio.wait_for(client.entered.wait(), timeout=10)  # a renewal under way
+        try:
+            await asyncio.wait_for(outbox.__aexit__(None, None, None), timeout=10)
+        except TimeoutError:
+            pytest.fail("leaving the outbox did not finish: the renewal ignored its cancellation")
