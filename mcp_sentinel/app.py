@@ -228,15 +228,16 @@ _AGENT_MODULES = (
 # storm the queue grows by tens of thousands of incidents a second, all of them live: with the
 # default, a full collection walked the whole queue every ~70,000 allocations (52-85 ms each
 # at 100,000 queued, 12% of the intake's time in benchmarks/ingest.py's 50-alert case), and
-# found nothing to free. Collecting the young generation every 5,000 allocations and the
-# whole heap after 1,000 of those passes keeps what matters (cycles die young: a request's
-# objects are freed by the first collection after it) and drops most of that work. The middle
-# generation is collected every other pass (threshold 1) rather than every tenth: the queued
-# incidents all survive into it, so ten passes' worth of them made each of its collections
-# stop the loop for 6-8 ms, which showed in the accept latency's p99; two passes' worth stop it
-# for 1-2 ms, and the collector's total time did not grow (benchmarks/ingest.py's load,
-# 1-alert payloads, memory queue, 64 connections: p99 10.5-13.6 ms before, 9.2-10.8 after).
-_COLLECTOR_THRESHOLDS = (5_000, 1, 500)
+# found nothing to free. A full collection here waits for 2,500 passes of the middle
+# generation, 5 million allocations. The middle generation is collected
+# every other young pass (threshold 1): the queued incidents all survive into it, so each
+# of its collections walks two young passes' worth of them. Young passes every 1,000
+# allocations keep that to ~2,000 objects: no pause reached 2 ms (none 1 ms with the memory
+# queue). At 5,000 they stopped the loop for 2-5 ms, 8-111 times in 5 s by case, which set the
+# accept latency's p99, and the collector's total time was no lower (the pinned daemon
+# under wrk at c=16, timed through gc.callbacks, interleaved runs of every
+# intake case: memory and sqlite queue, 1- and 50-alert payloads).
+_COLLECTOR_THRESHOLDS = (1_000, 1, 2_500)
 
 
 def freeze_startup_heap() -> None:
