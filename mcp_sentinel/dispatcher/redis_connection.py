@@ -58,6 +58,12 @@ class RedisKeys:
         return f"{self.base}:dedupe:{fingerprint}|{starts_at}|{status}"
 
 
+def cancellation_pending() -> bool:
+    """True when the current task has been asked to cancel (see ``raise_if_cancelling``)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def raise_if_cancelling() -> None:
     """Raise ``CancelledError`` when the current task has a cancellation pending.
 
@@ -67,8 +73,7 @@ def raise_if_cancelling() -> None:
     went on forever and the shutdown waited on it). A loop around redis calls calls this
     after each of them, so a cancellation ends it whatever redis-py did with it.
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if cancellation_pending():
         raise asyncio.CancelledError
 
 

@@ -42,7 +42,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from mcp_sentinel.dispatcher.codec import key_to_row, notifications_to_json
 from mcp_sentinel.dispatcher.queue import Unfinished
-from mcp_sentinel.dispatcher.redis_connection import RedisConnection, raise_if_cancelling
+from mcp_sentinel.dispatcher.redis_connection import (
+    RedisConnection,
+    cancellation_pending,
+    raise_if_cancelling,
+)
 from mcp_sentinel.dispatcher.redis_entries import (
     Entry,
     Unusable,
@@ -215,8 +219,7 @@ class RedisQueueBackend:
             if self._draining:
                 await asyncio.Future()  # until the worker is cancelled
             entry = await self._next_entry()
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            if cancellation_pending():
                 # A cancellation lost during the read (``raise_if_cancelling``): honour it, or
                 # the worker would wait forever and the shutdown with it. An entry already
                 # read goes back to the stream.
