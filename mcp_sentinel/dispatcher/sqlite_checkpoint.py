@@ -20,7 +20,6 @@ fall behind; ``JOURNAL_SIZE_LIMIT`` bounds what the WAL file keeps on disk once 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -95,14 +94,22 @@ class WalCheckpointer:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
         executor, self._executor = self._executor, None
-        if executor is not None:
-            await close_on_thread(executor, self._close)  # after a checkpoint still running
+        try:
+            if task is not None:
+                task.cancel()
+                # Waited for with ``asyncio.wait``, which does not raise the task's own
+                # CancelledError: awaited and suppressed, that one could not be told from a
+                # cancellation of this caller, which would then be lost.
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    task.result()  # it failed by itself: the caller sees why
+        finally:
+            # Also when this caller was cancelled meanwhile: the thread and its connection
+            # are not left behind.
+            if executor is not None:
+                await close_on_thread(executor, self._close)  # after a checkpoint still running
 
     def _connect(self) -> None:
         # Opened and used on the checkpoint thread only; the writer created the schema.

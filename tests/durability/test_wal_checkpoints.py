@@ -6,10 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from mcp_sentinel.dispatcher.sqlite_checkpoint import BACKSTOP_PAGES, JOURNAL_SIZE_LIMIT
+import pytest
+
+from mcp_sentinel.dispatcher.sqlite_checkpoint import (
+    BACKSTOP_PAGES,
+    JOURNAL_SIZE_LIMIT,
+    WalCheckpointer,
+)
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
 from tests.helpers import wait_for
 
@@ -91,3 +98,21 @@ async def test_the_wal_starts_over_once_checkpointed(tmp_path: Path) -> None:
     assert not wal.exists()
     with sqlite3.connect(path) as reader:
         assert reader.execute("SELECT count(*) FROM notes").fetchone() == (23,)
+
+
+async def test_a_close_cancelled_midway_still_raises_and_stops_the_thread(tmp_path: Path) -> None:
+    """A cancellation of the task that closes the checkpointer, arriving while the close waits
+    for the checkpoint loop to end, reaches that task: it is not taken for the loop's own."""
+    path = tmp_path / "state.db"
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    checkpointer = WalCheckpointer(path, commits=lambda: 0, interval=3600)
+    await checkpointer.__aenter__()
+    closing = asyncio.create_task(checkpointer.__aexit__(None, None, None))
+    await asyncio.sleep(0)  # the close has cancelled the loop and waits for its end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert closing.cancelled()
+    threads = [thread.name for thread in threading.enumerate()]
+    assert not [name for name in threads if name.startswith("sentinel-sqlite-checkpoint")]
