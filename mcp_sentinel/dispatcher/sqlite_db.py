@@ -269,10 +269,18 @@ class SqliteDatabase:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-        if self._group is not None:
-            await self._group.__aexit__(None, None, None)
+        try:
+            if self._prober is not None:
+                self._prober.cancel()
+            if self._group is not None:
+                await self._group.__aexit__(None, None, None)
+        finally:
+            # Also when the caller was cancelled while the probe stopped (the cancellation
+            # goes on after this): a database left open would keep its lock, and the next
+            # open in this process would find the file "in use by another sentinel process".
+            await self._close_all()
+
+    async def _close_all(self) -> None:
         # Closed first (a no-op when it never started): the writer's close, the last one,
         # checkpoints what is left and removes the WAL.
         await self._checkpointer.__aexit__(None, None, None)

@@ -256,6 +256,25 @@ async def test_one_daemon_per_state_file(tmp_path: Path) -> None:
                 pass
 
 
+async def test_a_close_cancelled_midway_still_lets_go_of_the_file(tmp_path: Path) -> None:
+    """The task closing the database is cancelled while the close waits for its probe to
+    stop: the cancellation reaches that task, and the database is closed all the same, so the
+    file can be opened again in this process."""
+    db = SqliteDatabase(tmp_path / "state.db")
+    await db.__aenter__()
+    await db.transaction(lambda c: c.execute("CREATE TABLE notes (text TEXT)"), what="create")
+    closing = asyncio.create_task(db.__aexit__(None, None, None))
+    await asyncio.sleep(0)  # the close has cancelled the probe and waits for its end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    async with SqliteDatabase(tmp_path / "state.db") as again:
+        tables = await again.read(lambda c: c.execute("SELECT name FROM sqlite_master").fetchall())
+    assert ("notes",) in tables
+    threads = [thread.name for thread in threading.enumerate()]
+    assert not [name for name in threads if name.startswith("sentinel-sqlite")]
+
+
 # The dedupe table as schema 1 created it (with its primary key), and one stored key.
 _SCHEMA_1_DEDUPE = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
