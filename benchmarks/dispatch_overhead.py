@@ -134,6 +134,10 @@ async def dispatcher_for(backend: str) -> AsyncIterator[Dispatcher]:
                     worker_concurrency=0,
                     drain_timeout=0,
                     tracker=tracker,
+                    # As ``Sentinel`` passes them: the state's health is checked per payload,
+                    # and with tracing off (the default) no caller's span is looked up.
+                    health=(state.problem,),
+                    traced=settings.telemetry.tracing.enabled,
                 )
             )
 
