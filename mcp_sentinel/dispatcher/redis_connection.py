@@ -113,7 +113,13 @@ class RedisConnection:
         return self._problem
 
     def failed(self, exc: BaseException, *, doing: str) -> None:
-        """Record that a command failed: intake is refused until a probe succeeds."""
+        """Record that a command failed: intake is refused until a probe succeeds.
+
+        Raises ``CancelledError`` instead, recording nothing, when the current task has a
+        cancellation pending: the failure is then how redis-py surfaced the cancellation it
+        lost (``raise_if_cancelling``), not a Redis problem, and the caller stops as asked.
+        """
+        raise_if_cancelling()
         message = f"redis at {self.display_url} failed to {doing}: {type(exc).__name__}: {exc}"
         if self._problem is None:
             logger.error("{message}; refusing alerts until it answers again", message=message)
@@ -125,7 +131,6 @@ class RedisConnection:
         try:
             await self.client.ping()
         except (RedisError, OSError) as exc:
-            raise_if_cancelling()  # a lost cancellation, not a Redis problem to report
             self.failed(exc, doing="answer PING")
             return False
         if self._problem is not None:

@@ -199,7 +199,6 @@ class RedisQueueBackend:
         try:
             added = int(await self._intake(keys=keys, args=args))
         except _FAILURES as exc:
-            raise_if_cancelling()
             self._connection.failed(exc, doing="queue incidents")
             return False
         if added < 0:
@@ -276,11 +275,9 @@ class RedisQueueBackend:
             if "NOGROUP" in str(exc):  # Redis restarted empty or was flushed
                 await self._quietly(self._ensure_group(), doing="create the consumer group")
                 return None
-            raise_if_cancelling()
             self._connection.failed(exc, doing="read the queue")
             return None
         except _FAILURES as exc:
-            raise_if_cancelling()  # a worker stopped at shutdown: no Redis failure to report
             self._connection.failed(exc, doing="read the queue")
             return None
         if not reply:
@@ -350,7 +347,6 @@ class RedisQueueBackend:
                 await step()
                 return
             except _FAILURES as exc:
-                raise_if_cancelling()
                 self._connection.failed(exc, doing=doing)
                 if time.monotonic() >= deadline:
                     return
@@ -360,7 +356,6 @@ class RedisQueueBackend:
         try:
             await work
         except _FAILURES as exc:
-            raise_if_cancelling()
             self._connection.failed(exc, doing=doing)
 
     async def _maintain(self) -> None:
@@ -383,7 +378,6 @@ class RedisQueueBackend:
                     )
                     await self._forget_dead_consumers()
             except _FAILURES as exc:
-                raise_if_cancelling()
                 self._connection.failed(exc, doing="maintain the queue")
             except Exception:
                 logger.exception("redis queue maintenance failed; trying again")

@@ -127,8 +127,7 @@ async def _retryable(connection: RedisConnection, work: Awaitable[T], *, doing: 
     try:
         return await work
     except (RedisError, OSError) as exc:
-        raise_if_cancelling()  # a lost cancellation is no Redis failure to retry
-        connection.failed(exc, doing=doing)
+        connection.failed(exc, doing=doing)  # raises CancelledError for a lost cancellation
         raise RetryableError(
             f"redis at {connection.display_url} failed to {doing}: {type(exc).__name__}"
         ) from None

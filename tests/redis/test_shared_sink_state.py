@@ -251,3 +251,23 @@ async def test_leaving_the_outbox_stops_its_lease_renewal_when_redis_py_loses_th
             await asyncio.wait_for(outbox.__aexit__(None, None, None), timeout=10)
         except TimeoutError:
             pytest.fail("leaving the outbox did not finish: the renewal ignored its cancellation")
+
+
+async def test_a_store_whose_cancellation_redis_py_lost_as_an_error_is_cancelled_not_failed(
+    redis_server: RedisServer, notifications: Notifications
+) -> None:
+    """The cancellation surfaces as a redis error: the store ends cancelled, as asked, and
+    the connection records no Redis failure (which would refuse alerts)."""
+    record = firing_record(notifications("webhook_firing_single_alert")[0])
+    async with connection(redis_server) as conn:
+        await conn.client.aclose()
+        client = LosesOneCancellation.from_url(redis_server.url, decode_responses=True)
+        conn.client = client
+        outbox = RedisOutbox(conn, lease_seconds=60)
+        client.arm("EVALSHA", then_fail=True)
+        storing = asyncio.create_task(outbox.add(record, ["slack"]))
+        await asyncio.wait_for(client.entered.wait(), timeout=10)
+        storing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await storing
+        assert conn.problem is None, "a lost cancellation must not read as a Redis failure"
