@@ -2,17 +2,26 @@
 then to the daemon's "agent ready" log line (the SDK loads after intake is up), and
 ``python -c "import agents"`` alone in the same run as a baseline.
 
+Each run also starts the daemon uncompiled, between the compiled starts: with a bytecode cache
+prefix (``PYTHONPYCACHEPREFIX``) that holds the standard library's bytecode and nothing else, so
+the environment's packages and the project are compiled from source at that start, as they are
+at every start of an environment installed without bytecode wherever Python may not write its
+cache (``PYTHONDONTWRITEBYTECODE``, a read-only install).
+
     uv run python benchmarks/startup.py [--runs 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,8 +40,9 @@ from tests.helpers import free_port, write_config
 SENTINEL = Path(PY).parent / "sentinel"
 
 
-def one_start(directory: Path) -> tuple[float, float]:
-    """Seconds to ``/readyz`` 200, and to the agent being loaded."""
+def one_start(directory: Path, env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """Seconds to ``/readyz`` 200, and to the agent being loaded; ``env`` for the daemon's
+    environment (this process's by default)."""
     port = free_port()
     write_config(
         directory,
@@ -48,6 +58,7 @@ def one_start(directory: Path) -> tuple[float, float]:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
+        env=env,
     )
     try:
         if not wait_http_ok(f"http://127.0.0.1:{port}/readyz", within=60):
@@ -63,6 +74,20 @@ def one_start(directory: Path) -> tuple[float, float]:
         stop_process(proc)
 
 
+def stdlib_only_cache(prefix: Path) -> None:
+    """Fill ``prefix`` as a ``PYTHONPYCACHEPREFIX`` tree holding the standard library's
+    bytecode (links to the interpreter's own ``__pycache__`` files) and nothing else. Python
+    looks for every module's bytecode under the prefix, at the module's absolute path."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])  # as sys.path names it: not resolved
+    for cache in stdlib.rglob("__pycache__"):
+        if "site-packages" in cache.parts:
+            continue
+        mirror = prefix / cache.parent.relative_to(cache.parent.anchor)
+        mirror.mkdir(parents=True, exist_ok=True)
+        for compiled in cache.glob("*.pyc"):
+            (mirror / compiled.name).symlink_to(compiled)
+
+
 def import_agents() -> float:
     started = time.perf_counter()
     subprocess.run([PY, "-c", "import agents"], check=True, timeout=60)
@@ -76,17 +101,30 @@ def main() -> None:
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
     import_agents()  # warm the page cache and the bytecode, for both
-    ready, agent, imports = [], [], []
-    for index in range(runs):
-        with tempfile.TemporaryDirectory(prefix="sentinel-startup-") as tmp:
-            ready_s, agent_s = one_start(Path(tmp))
-        ready.append(ready_s)
-        agent.append(agent_s)
-        imports.append(import_agents())
-        print(
-            f"  run {index + 1}: ready {ready_s:.2f} s, agent loaded {agent_s:.2f} s, "
-            f"import agents {imports[-1]:.2f} s"
-        )
+    compiled_env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    ready, agent, imports, source_ready, source_agent = [], [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="sentinel-pycache-") as prefix:
+        stdlib_only_cache(Path(prefix))
+        source_env = {
+            **compiled_env,
+            "PYTHONPYCACHEPREFIX": prefix,
+            "PYTHONDONTWRITEBYTECODE": "1",  # or the first uncompiled start fills the prefix
+        }
+        for index in range(runs):
+            with tempfile.TemporaryDirectory(prefix="sentinel-startup-") as tmp:
+                ready_s, agent_s = one_start(Path(tmp), compiled_env)
+            with tempfile.TemporaryDirectory(prefix="sentinel-startup-") as tmp:
+                source_ready_s, source_agent_s = one_start(Path(tmp), source_env)
+            ready.append(ready_s)
+            agent.append(agent_s)
+            source_ready.append(source_ready_s)
+            source_agent.append(source_agent_s)
+            imports.append(import_agents())
+            print(
+                f"  run {index + 1}: ready {ready_s:.2f} s, agent loaded {agent_s:.2f} s, "
+                f"import agents {imports[-1]:.2f} s; uncompiled: ready {source_ready_s:.2f} s, "
+                f"agent loaded {source_agent_s:.2f} s"
+            )
     row = {
         "runs": runs,
         "ready_median_s": statistics.median(ready),
@@ -94,13 +132,20 @@ def main() -> None:
         "agent_ready_median_s": statistics.median(agent),
         "import_agents_median_s": statistics.median(imports),
         "import_agents_all_s": imports,
+        "uncompiled_ready_median_s": statistics.median(source_ready),
+        "uncompiled_ready_all_s": source_ready,
+        "uncompiled_agent_ready_median_s": statistics.median(source_agent),
     }
     row["ratio"] = row["ready_median_s"] / row["import_agents_median_s"]
+    row["uncompiled_ratio"] = row["ready_median_s"] / row["uncompiled_ready_median_s"]
     print(
         f"sentinel run -> /readyz 200: median {row['ready_median_s']:.2f} s; "
         f"agent loaded: median {row['agent_ready_median_s']:.2f} s; "
         f'python -c "import agents": median {row["import_agents_median_s"]:.2f} s '
-        f"({row['ratio']:.1f}x)",
+        f"({row['ratio']:.1f}x); uncompiled: ready median "
+        f"{row['uncompiled_ready_median_s']:.2f} s, agent loaded median "
+        f"{row['uncompiled_agent_ready_median_s']:.2f} s (compiled takes "
+        f"{row['uncompiled_ratio']:.2f}x that to ready)",
         flush=True,
     )
     emit("startup", row)
