@@ -102,7 +102,11 @@ def main() -> None:
     runs = 3 if args.quick else args.runs
     import_agents()  # warm the page cache and the bytecode, for both
     compiled_env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
-    ready, agent, imports, source_ready, source_agent = [], [], [], [], []
+    ready: list[float] = []
+    agent: list[float] = []
+    imports: list[float] = []
+    source_ready: list[float] = []
+    source_agent: list[float] = []
     with tempfile.TemporaryDirectory(prefix="sentinel-pycache-") as prefix:
         stdlib_only_cache(Path(prefix))
         source_env = {
@@ -125,19 +129,22 @@ def main() -> None:
                 f"import agents {imports[-1]:.2f} s; uncompiled: ready {source_ready_s:.2f} s, "
                 f"agent loaded {source_agent_s:.2f} s"
             )
+    ready_median = statistics.median(ready)
+    source_ready_median = statistics.median(source_ready)
+    import_median = statistics.median(imports)
     row = {
         "runs": runs,
-        "ready_median_s": statistics.median(ready),
+        "ready_median_s": ready_median,
         "ready_all_s": ready,
         "agent_ready_median_s": statistics.median(agent),
-        "import_agents_median_s": statistics.median(imports),
+        "import_agents_median_s": import_median,
         "import_agents_all_s": imports,
-        "uncompiled_ready_median_s": statistics.median(source_ready),
+        "uncompiled_ready_median_s": source_ready_median,
         "uncompiled_ready_all_s": source_ready,
         "uncompiled_agent_ready_median_s": statistics.median(source_agent),
+        "ratio": ready_median / import_median,
+        "uncompiled_ratio": ready_median / source_ready_median,
     }
-    row["ratio"] = row["ready_median_s"] / row["import_agents_median_s"]
-    row["uncompiled_ratio"] = row["ready_median_s"] / row["uncompiled_ready_median_s"]
     print(
         f"sentinel run -> /readyz 200: median {row['ready_median_s']:.2f} s; "
         f"agent loaded: median {row['agent_ready_median_s']:.2f} s; "

@@ -21,7 +21,7 @@ export UV
 # Bytecode compiled at install, the project's own modules included: Python otherwise compiles
 # every module it imports at every start wherever it may not write its cache (read-only
 # installs, PYTHONDONTWRITEBYTECODE set, as in many CI images and containers), and `sentinel
-# run` took about twice as long to answer /readyz (docs/performance.md, Start-up). Once
+# run` took about twice as long to answer /readyz (benchmarks/startup.py measures both). Once
 # compiled, the check costs a fraction of a second.
 "$UV" sync --frozen --quiet --compile-bytecode
 # A module that does not compile is named here and fails where it is imported, not here.
