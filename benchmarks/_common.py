@@ -104,6 +104,21 @@ def process_cpu_seconds(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU time of each thread of process ``pid`` so far, in seconds, by
+    thread id (``/proc/PID/task/TID/stat``); the main thread's id is ``pid``. A thread that
+    ends while it is read is left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    times: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return times
+
+
 def wait_http_ok(url: str, *, within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

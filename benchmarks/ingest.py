@@ -13,7 +13,9 @@ deduped, queued). The daemon has one worker held by a model that waits an hour a
 enough for the run, so intake is what is measured. The duplicate-only case sends one fixed body.
 
 Besides requests/s and latency, each run reports the server's CPU time per request
-(``/proc/PID/stat``, every thread), which CPU steal hardly moves.
+(``/proc/PID/stat``, every thread), which CPU steal hardly moves, and the same split between the
+main thread (the daemon's event loop) and the others (``/proc/PID/task``: the durable queue's
+database thread and its WAL checkpointer).
 
 Every case runs ``--rounds`` times, interleaved: each round starts and measures every server
 once (the baselines among them), in an order reversed every other round. A figure is the median
@@ -53,6 +55,7 @@ from benchmarks._common import (
     start_floor,
     stop_on_signals,
     stop_process,
+    thread_cpu_seconds,
 )
 from tests.helpers import TOKEN
 
@@ -184,13 +187,25 @@ def run_case(
         if not vary:  # the one body, accepted once, then only duplicates
             run_wrk(url, bodies[alerts], lua, connections=1, duration=1, vary=False)
         cpu = process_cpu_seconds(proc.pid)
+        threads = thread_cpu_seconds(proc.pid)
         result = run_wrk(
             url, body, lua, connections=connections, duration=duration, vary=vary, path=path
         )
         # The server's own CPU per request: unlike requests/s, it does not move with the time
         # the hypervisor takes from the core (the redis rows leave out Redis's own CPU).
-        result["cpu_us_per_request"] = (
-            (process_cpu_seconds(proc.pid) - cpu) / max(result["requests"], 1) * 1e6
+        requests = max(result["requests"], 1)
+        result["cpu_us_per_request"] = (process_cpu_seconds(proc.pid) - cpu) / requests * 1e6
+        # The same split by thread: the main thread (the daemon's event loop) against all the
+        # others (the durable queue's database thread and its WAL checkpointer).
+        after = thread_cpu_seconds(proc.pid)
+        main = after.get(proc.pid, 0.0) - threads.get(proc.pid, 0.0)
+        result["main_thread_cpu_us_per_request"] = main / requests * 1e6
+        result["other_threads_cpu_us_per_request"] = (
+            sum(
+                seconds - threads.get(tid, 0.0) for tid, seconds in after.items() if tid != proc.pid
+            )
+            / requests
+            * 1e6
         )
         return result
     finally:
@@ -289,6 +304,12 @@ def main() -> None:
             "p50_ms": median([r["p50_ms"] for r in results]),
             "p99_ms": median([r["p99_ms"] for r in results]),
             "cpu_us_per_request": median([r["cpu_us_per_request"] for r in results]),
+            "main_thread_cpu_us_per_request": median(
+                [r["main_thread_cpu_us_per_request"] for r in results]
+            ),
+            "other_threads_cpu_us_per_request": median(
+                [r["other_threads_cpu_us_per_request"] for r in results]
+            ),
             "socket_errors": sum(r["socket_errors"] for r in results),
             "non200": sum(r["non200"] for r in results),
             "s503": sum(r["s503"] for r in results),

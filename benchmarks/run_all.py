@@ -130,8 +130,10 @@ def render(
         "fixed body. Server CPU per request is the server process's user + system time over "
         "the run (`/proc/PID/stat`, all its threads) divided by the requests answered: it "
         "moves far less with CPU steal than requests/s does (the redis rows leave out "
-        "Redis's own CPU). Each case's directory is removed when the case ends: a sqlite "
-        "case leaves over 100 MB of database, and with 2 GB of cached file beside it the "
+        "Redis's own CPU); it is also split by thread (`/proc/PID/task`) between the main "
+        "thread, the daemon's event loop, and the others, the durable queue's database "
+        "thread and WAL checkpointer. Each case's directory is removed when the case ends: "
+        "a sqlite case leaves over 100 MB of database, and with 2 GB of cached file beside it the "
         "memory queue's 50-alert case took ~15% more CPU per request, all of it system time "
         "spent faulting in fresh memory (three runs each: 524 / 531 µs, then 574 / 571 µs "
         "with the file, then 497 / 506 µs once it was deleted).",
@@ -351,7 +353,15 @@ def render(
     floor_cpu, memory_cpu, sqlite_cpu = (
         pick(target, 1, 16)["cpu_us_per_request"] for target in ("floor", "memory", "sqlite")
     )
+    memory_row, sqlite_row = pick("memory", 1, 16), pick("sqlite", 1, 16)
+    memory50_row, sqlite50_row = pick("memory", 50, 16), pick("sqlite", 50, 16)
     figures = {
+        "sqlite_threads_cpu_us": sqlite_row["other_threads_cpu_us_per_request"],
+        "sqlite_loop_extra_cpu_us": sqlite_row["main_thread_cpu_us_per_request"]
+        - memory_row["main_thread_cpu_us_per_request"],
+        "sqlite50_threads_cpu_us": sqlite50_row["other_threads_cpu_us_per_request"],
+        "sqlite50_loop_extra_cpu_us": sqlite50_row["main_thread_cpu_us_per_request"]
+        - memory50_row["main_thread_cpu_us_per_request"],
         "sdk_floor_ratio": e2e["sdk_floor_ratio"],
         "floor_cpu_us": floor_cpu,
         "memory_extra_cpu_us": memory_cpu - floor_cpu,
@@ -390,10 +400,12 @@ WHERE_THE_TIME_GOES = (
     "collector time (c=16, every intake case; the memory queue's 1-alert p99 2.4-3.0 ms "
     "against 4.0-4.9 ms, two interleaved pairs). With the sqlite queue "
     "a request costs {sqlite_extra_cpu_us:.0f} µs more than with the memory queue in this "
-    "run (c=16), on both threads of the pinned core (each thread's CPU, from "
-    "`/proc/PID/task`, in separate runs): about two fifths on the database thread, a third "
-    "to a half of it the kernel's WAL writes and fsync (`synchronous=FULL`, so what was "
-    "answered 200 survives a crash of the machine), and three fifths on the event loop: the "
+    "run (c=16), on the threads of the pinned core (each thread's CPU, from "
+    "`/proc/PID/task`): {sqlite_threads_cpu_us:.0f} µs on the database thread and the WAL "
+    "checkpointer, a third to a half of it the kernel's WAL writes and fsync "
+    "(`synchronous=FULL`, so what was answered 200 survives a crash of the machine), and "
+    "{sqlite_loop_extra_cpu_us:.0f} µs more on the event loop (for a 50-alert payload, "
+    "{sqlite50_threads_cpu_us:.0f} µs and {sqlite50_loop_extra_cpu_us:.0f} µs): the "
     "queue's and the dedupe store's own Python, and the loop woken once per commit (6-8 "
     "payloads share one) and taken off the core while the database thread runs (about one "
     "involuntary switch per request). Neither savepoints (~10 µs) nor the GIL's switch "
