@@ -95,27 +95,30 @@ def proc_status(pid: int, field: str) -> int:
     return 0
 
 
+def _stat_cpu_seconds(stat: Path) -> float:
+    """User plus system CPU time in a ``/proc/.../stat`` file, in seconds (clock ticks)."""
+    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    fields = stat.read_text().rpartition(")")[2].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process ``pid`` and all its threads so far, in seconds
     (``/proc/PID/stat``, clock-tick resolution)."""
-    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
     """User plus system CPU time of each thread of process ``pid`` so far, in seconds, by
     thread id (``/proc/PID/task/TID/stat``); the main thread's id is ``pid``. A thread that
     ends while it is read is left out."""
-    tick = os.sysconf("SC_CLK_TCK")
     times: dict[int, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            times[int(task.name)] = _stat_cpu_seconds(task / "stat")
         except OSError:
             continue
-        times[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
     return times
 
 
