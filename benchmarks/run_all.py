@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,40 @@ def mark(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def at_least(limit: float) -> Callable[[float], bool]:
+    return lambda value: value >= limit
+
+
+def at_most(limit: float) -> Callable[[float], bool]:
+    return lambda value: value <= limit
+
+
+def below(limit: float) -> Callable[[float], bool]:
+    return lambda value: value < limit
+
+
+def against_target(
+    value: float,
+    meets: Callable[[float], bool],
+    *,
+    places: int,
+    scale: float = 1.0,
+    unit: str = "",
+) -> tuple[str, bool]:
+    """``value`` as the targets table shows it, and whether it meets its target (``meets``).
+
+    Rounded to ``places`` decimals of ``value * scale``, or to as many more (five at most) as
+    it takes for the figure shown to fall on the same side of the target as ``value`` itself:
+    a ratio of 0.94996 against "at least 95%" reads 94.996%, not 95.0% beside "not met".
+    """
+    ok = meets(value)
+    for extra in range(6):
+        text = f"{value * scale:.{places + extra}f}"
+        if meets(float(text) / scale) == ok:
+            break
+    return text + unit, ok
+
+
 def render(
     results: dict[str, dict[str, Any]],
     quick: bool,
@@ -74,6 +109,8 @@ def render(
     one_at_a_time = {r["backend"]: r for r in dispatch_rows if r["in_flight"] == 1}
     held = {r["backend"]: r for r in results["dispatch_overhead"]["memory"]}
     e2e = results["end_to_end"]
+    # The page's end-to-end figure is the one its target is judged on: shown the same way.
+    e2e_shown, e2e_ok = against_target(e2e["ratio"], at_least(0.95), places=1, scale=100, unit="%")
     startup = results["startup"]
 
     def pick(target: str, alerts: int, connections: int, case: str = "fresh") -> dict[str, Any]:
@@ -233,7 +270,7 @@ def render(
         "",
         f"- {e2e['incidents']} incidents, C = {e2e['workers']} workers, L = "
         f"{e2e['latency_s']:g} s: {e2e['incidents_per_s']:.2f} incidents/s against "
-        f"C/L = {e2e['ideal_per_s']:.2f}/s (**{e2e['ratio']:.1%}**)",
+        f"C/L = {e2e['ideal_per_s']:.2f}/s (**{e2e_shown}**)",
         f"- the SDK alone (`benchmarks/_sdk_floor.py`: bare `Runner.run` calls with the same "
         f"C, L, N, prompt and core, nothing of the daemon around them): "
         f"{e2e['sdk_floor_per_s']:.2f}/s ({e2e['sdk_floor_ratio']:.1%} of C/L); the daemon "
@@ -268,26 +305,25 @@ def render(
     targets: list[tuple[str, str, bool]] = []
     for connections in (16, 64):
         mem, sql = pick("memory", 1, connections), pick("sqlite", 1, connections)
-        targets.append(
-            (
-                f"1-alert, memory, c={connections}: ≥ 85% of the floor's requests/s",
-                f"{mem['rps_vs_floor']:.0%}",
-                mem["rps_vs_floor"] >= 0.85,
+        for r, share in ((mem, 0.85), (sql, 0.60)):
+            shown, ok = against_target(
+                r["rps_vs_floor"], at_least(share), places=0, scale=100, unit="%"
             )
-        )
-        targets.append(
-            (
-                f"1-alert, sqlite, c={connections}: ≥ 60% of the floor's requests/s",
-                f"{sql['rps_vs_floor']:.0%}",
-                sql["rps_vs_floor"] >= 0.60,
+            targets.append(
+                (
+                    f"1-alert, {r['target']}, c={connections}: ≥ {share:.0%} of the floor's "
+                    "requests/s",
+                    shown,
+                    ok,
+                )
             )
-        )
         for r in (mem, sql):
+            shown, ok = against_target(r["p99_vs_floor"], at_most(2), places=2, unit="x")
             targets.append(
                 (
                     f"1-alert, {r['target']}, c={connections}: p99 ≤ 2x floor",
-                    f"{r['p99_vs_floor']:.2f}x ({r['p99_ms']:.1f} ms)",
-                    r["p99_vs_floor"] <= 2,
+                    f"{shown} ({r['p99_ms']:.1f} ms)",
+                    ok,
                 )
             )
     for connections in (16, 64):
@@ -295,11 +331,17 @@ def render(
             row = pick(backend, 50, connections)
             if "alerts_vs_alertmanager" not in row:
                 continue  # Alertmanager is not installed: no baseline, no target row
+            shown, ok = against_target(
+                row["alerts_vs_alertmanager"],
+                at_least(factor),
+                places=2,
+                unit="x",
+            )
             targets.append(
                 (
                     f"50-alert, {backend}, c={connections}: ≥ {factor:g}x Alertmanager's alerts/s",
-                    f"{row['alerts_vs_alertmanager']:.2f}x",
-                    row["alerts_vs_alertmanager"] >= factor,
+                    shown,
+                    ok,
                 )
             )
     targets += [
@@ -311,8 +353,7 @@ def render(
         ),
         (
             "storm: peak RSS < 150 MB",
-            f"{storm['peak_rss_mb']:.1f} MB",
-            storm["peak_rss_mb"] < 150,
+            *against_target(storm["peak_rss_mb"], below(150), places=1, unit=" MB"),
         ),
         (
             "storm: no errors other than 503",
@@ -322,29 +363,36 @@ def render(
         (
             f"storm: {storm['alerts']:,} alerts sent in {storm['target_seconds']:g} s "
             "(5% allowed for the sender's pacing)",
-            f"{storm['wall_s']:.2f} s",
-            storm["wall_s"] <= storm["target_seconds"] * 1.05,
+            *against_target(
+                storm["wall_s"],
+                at_most(storm["target_seconds"] * 1.05),
+                places=2,
+                unit=" s",
+            ),
         ),
     ]
     for backend, r in dispatch.items():
         if backend == "redis":
             continue  # figures only: Redis's own CPU is in another process
+        shown, ok = against_target(r["fresh_us_per_alert"], below(20), places=1, unit=" µs")
         targets.append(
             (
                 f"dispatch overhead < 20 µs per alert ({backend}, {r['in_flight']} payloads "
                 "in flight)",
-                f"{r['fresh_us_per_alert']:.1f} µs (one at a time: "
-                f"{one_at_a_time[backend]['fresh_us_per_alert']:.1f} µs)",
-                r["fresh_us_per_alert"] < 20,
+                f"{shown} (one at a time: {one_at_a_time[backend]['fresh_us_per_alert']:.1f} µs)",
+                ok,
             )
         )
     targets += [
         (
             "end to end ≥ 95% of C/L",
-            f"{e2e['ratio']:.1%} (the SDK alone: {e2e['sdk_floor_ratio']:.1%})",
-            e2e["ratio"] >= 0.95,
+            f"{e2e_shown} (the SDK alone: {e2e['sdk_floor_ratio']:.1%})",
+            e2e_ok,
         ),
-        ("ready in < 2 s", f"{startup['ready_median_s']:.2f} s", startup["ready_median_s"] < 2),
+        (
+            "ready in < 2 s",
+            *against_target(startup["ready_median_s"], below(2), places=2, unit=" s"),
+        ),
     ]
     for label, measured, ok in targets:
         lines.append(f"| {label} | {measured} | {mark(ok)} |")
