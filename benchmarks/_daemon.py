@@ -2,7 +2,8 @@
 
 Writes a config with one card that matches every alert, starts ``Sentinel`` on port 0, prints
 ``URL <base url>`` on stdout when ready, answers ``stats`` lines on stdin with one JSON line
-(dedupe entries, queue depth, VmHWM), and stops (draining nothing) on SIGTERM or stdin EOF.
+(dedupe entries, queue depth, VmHWM; the state database's commits, and of them those fsynced, with
+the sqlite backend), and stops (draining nothing) on SIGTERM or stdin EOF.
 Without ``--model-url`` it serves its own fake model whose every answer waits ``--model-delay``
 seconds, so one held worker leaves the queue as the only consumer of intake.
 Log lines go to stderr at INFO, as in production (the caller sends them to a file).
@@ -88,6 +89,11 @@ async def main() -> None:
                         "vmhwm_kb": proc_status(os.getpid(), "VmHWM"),
                         "vmrss_kb": proc_status(os.getpid(), "VmRSS"),
                     }
+                    # The state database's commits so far, and of them those fsynced.
+                    database = getattr(dispatcher.queue, "database", None)
+                    if database is not None:
+                        stats["commits"] = database.commits
+                        stats["durable_commits"] = database.durable_commits
                     print(json.dumps(stats), flush=True)
             stop.set()
 

@@ -28,7 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from benchmarks._common import emit, percentile, start_daemon, stop_on_signals, stop_process
+from benchmarks._common import (
+    daemon_stats,
+    emit,
+    percentile,
+    process_cpu_seconds,
+    start_daemon,
+    stop_on_signals,
+    stop_process,
+    thread_cpu_seconds,
+)
 from benchmarks.storm import agent_runs, payloads
 from tests.fakes.openai_server import Delay, FakeOpenAI, FinalJSON
 from tests.helpers import AUTH, FINDING, audit_records
@@ -108,6 +117,9 @@ async def main() -> None:
                 runs_per_minute=1_000_000,
             )
             try:
+                stats_before = daemon_stats(proc)
+                cpu_before = process_cpu_seconds(proc.pid)
+                loop_before = thread_cpu_seconds(proc.pid)[proc.pid]
                 async with aiohttp.ClientSession(base_url=url) as http:
                     started = time.monotonic()
                     for body in bodies:
@@ -123,6 +135,9 @@ async def main() -> None:
                         runs = float(lines.count())
                         await asyncio.sleep(0.02)
                     elapsed = time.monotonic() - started
+                    cpu = process_cpu_seconds(proc.pid) - cpu_before
+                    loop_cpu = thread_cpu_seconds(proc.pid)[proc.pid] - loop_before
+                    stats_after = daemon_stats(proc)
                     async with http.get("/metrics") as r:
                         runs_metric = agent_runs(await r.text())
             finally:
@@ -139,6 +154,10 @@ async def main() -> None:
             # HTTP to the model, and waiting for the core the other runs share.
             overheads = [(float(r["duration_seconds"]) - args.latency) * 1000 for r in records]
     rate = runs / elapsed
+
+    def per_incident(total: float) -> float | None:
+        return total / runs if runs else None
+
     floor_rate, floor_run = await sdk_floor(args.incidents, args.workers, args.latency)
     row = {
         "incidents": args.incidents,
@@ -159,6 +178,17 @@ async def main() -> None:
         "queue_wait_samples": len(waits),
         "run_beyond_latency_mean_ms": statistics.fmean(overheads) if overheads else None,
         "run_beyond_latency_p50_ms": percentile(overheads, 50) if overheads else None,
+        # The daemon's CPU from the first POST to the last run's audit record, per incident
+        # (intake included): all of it, and its event loop's share (the rest: the state
+        # database's thread and checkpointer, the audit log's writes).
+        "daemon_cpu_ms_per_incident": per_incident(cpu * 1000),
+        "loop_cpu_ms_per_incident": per_incident(loop_cpu * 1000),
+        # The state database's commits per incident (the intake's included), and of them
+        # those fsynced: the others only write what the next start would mend anyway.
+        "commits_per_incident": per_incident(stats_after["commits"] - stats_before["commits"]),
+        "fsynced_commits_per_incident": per_incident(
+            stats_after["durable_commits"] - stats_before["durable_commits"]
+        ),
     }
     print(
         f"{runs:g}/{args.incidents} incidents in {elapsed:.2f} s: {rate:.2f}/s against "
@@ -177,6 +207,14 @@ async def main() -> None:
             f"a run takes L + {row['run_beyond_latency_mean_ms']:.1f} ms on average "
             f"(median L + {row['run_beyond_latency_p50_ms']:.1f} ms); a bare Runner.run "
             f"L + {row['sdk_floor_run_beyond_latency_mean_ms']:.1f} ms",
+            flush=True,
+        )
+    if runs:
+        print(
+            f"the daemon: {row['daemon_cpu_ms_per_incident']:.2f} ms of CPU per incident "
+            f"({row['loop_cpu_ms_per_incident']:.2f} on its event loop); the state database "
+            f"{row['commits_per_incident']:.2f} commits per incident, "
+            f"{row['fsynced_commits_per_incident']:.2f} of them fsynced",
             flush=True,
         )
     emit("end_to_end", row)

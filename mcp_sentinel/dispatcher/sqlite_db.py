@@ -36,6 +36,17 @@ alone), so under load many payloads share one fsync, and an idle write is commit
 WAL is checkpointed from a connection and thread of its own (``sqlite_checkpoint``), so no
 commit waits for a checkpoint.
 
+A write submitted with ``durable=False`` is one whose loss in a crash of the machine costs
+nothing that the next start does not mend or that a sink does not already expect: a claim (every
+claim is released at start), a release, a finished payload's tidying (the start finishes it
+again), a delivery's acknowledgement or failed attempt (at worst one repeated delivery, which
+the outbox's contract allows). A group made only of such writes is committed with
+``synchronous=NORMAL``: into the WAL, readable at once and kept through a crash of the process,
+but not fsynced; the next durable commit's fsync, which covers the whole WAL, makes it durable
+too. Per investigated incident that leaves one fsync (the outbox's), not three or four: on a
+disk whose fsync takes milliseconds, the database thread's time goes to intake's commits. A
+group holding any durable write is committed with ``synchronous=FULL``, as before.
+
 Health: a failed write (disk full, an I/O error, the file locked by another program) sets
 ``problem``; the dispatcher then refuses intake (503) and ``/readyz`` answers 503. While a
 problem is set, a probe write is tried every ``probe_interval`` seconds; the first write that
@@ -189,6 +200,7 @@ class _Job:
     what: str
     on_commit: Callable[[Any], None] | None
     future: asyncio.Future[Any]
+    durable: bool = True
 
 
 class SqliteDatabase:
@@ -222,8 +234,11 @@ class SqliteDatabase:
         self._writing = False
         self._drained = asyncio.Event()  # set while nothing is pending or being written
         self._drained.set()
-        #: Transactions committed since opening (read by tests and benchmarks).
+        #: Transactions committed since opening, and of them those fsynced (read by tests and
+        #: benchmarks).
         self.commits = 0
+        self.durable_commits = 0
+        self._synchronous_full = True  # the connection's setting; the database thread's own
 
     @property
     def path(self) -> Path:
@@ -354,11 +369,15 @@ class SqliteDatabase:
 
     # -- work ------------------------------------------------------------------------------
 
-    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """On the database thread: ``work`` inside BEGIN IMMEDIATE ... COMMIT, or rolled back."""
+    def _in_transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T:
+        """On the database thread: ``work`` inside BEGIN IMMEDIATE ... COMMIT, or rolled back;
+        fsynced unless ``durable`` is False."""
         connection = self._connection
         if connection is None:
             raise sqlite3.ProgrammingError("the state database is closed")
+        self._set_synchronous(connection, full=durable)
         connection.execute("BEGIN IMMEDIATE")
         try:
             result = work(connection)
@@ -367,8 +386,20 @@ class SqliteDatabase:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
-        self.commits += 1
+        self._count_commit(durable)
         return result
+
+    def _set_synchronous(self, connection: sqlite3.Connection, *, full: bool) -> None:
+        """On the database thread, outside a transaction (SQLite refuses to change it inside
+        one): FULL for a commit that must survive a crash of the machine, else NORMAL."""
+        if full != self._synchronous_full:
+            connection.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._synchronous_full = full
+
+    def _count_commit(self, durable: bool) -> None:
+        self.commits += 1
+        if durable:
+            self.durable_commits += 1
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` (reads only) on the database thread."""
@@ -403,23 +434,28 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StorageError(self._describe(what, exc)) from None
 
-    def submit(self, work: Callable[[sqlite3.Connection], object], *, what: str) -> None:
+    def submit(
+        self, work: Callable[[sqlite3.Connection], object], *, what: str, durable: bool = True
+    ) -> None:
         """Run ``work`` in a transaction after everything submitted before, without waiting.
-        A failure is logged and marks the database unhealthy."""
+        A failure is logged and marks the database unhealthy. With ``durable=False`` its commit
+        need not be fsynced (see the module docstring for which writes may say so)."""
         if self._executor is None:
             logger.warning("state database closed: {what} not written", what=what)
             return
-        self._start(work, what, None)
+        self._start(work, what, None, durable=durable)
 
     def _start(
         self,
         work: Callable[[sqlite3.Connection], T],
         what: str,
         on_commit: Callable[[T], None] | None,
+        *,
+        durable: bool = True,
     ) -> asyncio.Future[T]:
         self._require_open()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(work, what, on_commit, future))
+        self._pending.append(_Job(work, what, on_commit, future, durable))
         if not self._writing:
             self._write_pending()
         return future
@@ -484,10 +520,12 @@ class SqliteDatabase:
 
     def _run_jobs(self, jobs: list[_Job]) -> list[_Outcome]:
         """On the database thread: the jobs in one BEGIN IMMEDIATE ... COMMIT, each in its own
-        savepoint, so a job that fails is rolled back alone and the others still commit."""
+        savepoint, so a job that fails is rolled back alone and the others still commit. The
+        commit is fsynced when any job of the group is durable."""
+        durable = any(job.durable for job in jobs)
         if len(jobs) == 1:
             try:
-                return [_Committed(self._in_transaction(jobs[0].work))]
+                return [_Committed(self._in_transaction(jobs[0].work, durable=durable))]
             except Exception as exc:
                 return [exc]
         connection = self._connection
@@ -495,6 +533,7 @@ class SqliteDatabase:
             return [sqlite3.ProgrammingError("the state database is closed")] * len(jobs)
         outcomes: list[_Outcome] = []
         try:
+            self._set_synchronous(connection, full=durable)
             connection.execute("BEGIN IMMEDIATE")
             for job in jobs:
                 connection.execute("SAVEPOINT job")
@@ -512,7 +551,7 @@ class SqliteDatabase:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             return [exc] * len(jobs)
-        self.commits += 1
+        self._count_commit(durable)
         return outcomes
 
     def _require_open(self) -> ThreadPoolExecutor:

@@ -22,16 +22,19 @@ table, so the order of arrival holds across both. An incident of a payload is na
 Per-incident changes happen at investigation rate and write one small row of
 ``payload_incidents`` (payload, position, state, claimed_by) each; no row means queued:
 
-- a worker's ``get`` claims it (``claimed``): advisory, the next start releases every claim;
-- ``task_done``, or the sink outbox's ``completion`` in the outbox's own transaction, marks it
-  ``done``: from that commit on it is never investigated again;
-- ``release`` deletes the claim: it is queued again for the next start.
+- a worker's ``get`` claims it (``claimed``): advisory, the next start releases every claim
+  (so the claim's commit is not fsynced, see ``sqlite_db``);
+- the sink outbox's ``completion``, in the outbox's own transaction, marks it ``done``, or
+  ``task_done`` does when the outbox did not (``task_done`` then writes nothing more): from
+  that commit on it is never investigated again;
+- ``release`` deletes the claim (not fsynced either): it is queued again for the next start.
 
 The ``state`` of a payload row:
 
 - ``queued`` from intake while any of its incidents is not done;
-- ``finished`` once the last is done (at the ``task_done`` of the last one the queue holds, or
-  at the start that finds none left to run): the body and the incidents are dropped and only
+- ``finished`` once the last is done (at the ``task_done`` of the last one the queue holds,
+  not fsynced when the outbox completed that one, or at the start that finds none left to
+  run): the body and the incidents are dropped and only
   the fresh dedupe keys stay, as ``[[fingerprint, startsAt, status], ...]`` in
   ``dedupe_keys``, until ``keys_expire_at``; the ``payload_incidents`` rows go. A payload
   with no unexpired key is deleted then instead. The intake's periodic purge deletes

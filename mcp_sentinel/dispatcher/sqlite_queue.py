@@ -18,10 +18,15 @@ updated once the commit is done. A row of ``incidents`` lives like this:
 - ``put_all`` inserts the rows as ``queued``;
 - ``get`` claims the row (``claimed``, ``claimed_by`` this process);
 - ``task_done`` deletes it; ``release`` puts it back to ``queued`` for the next start. The sink
-  outbox deletes it too, in the same transaction that stores the incident's deliveries
-  (``completion``, run by ``sinks.outbox``): from that commit on, the incident is delivered,
-  never investigated again. An incident of a payload goes the same way, with its row of
+  outbox deletes it first, in the same transaction that stores the incident's deliveries
+  (``completion``, run by ``sinks.outbox``, which then tells the queue, ``completed``): from
+  that commit on, the incident is delivered, never investigated again, and ``task_done``
+  writes nothing more for it. An incident of a payload goes the same way, with its row of
   ``payload_incidents`` (``claimed``, then ``done``; ``release`` deletes the claim).
+
+Claims, releases and the tidying of a payload whose last incident the outbox completed are
+submitted with ``durable=False``: their commits are not fsynced (``sqlite_db``), as the next
+start mends their loss, so an investigated incident costs one fsync, the outbox's.
 
 The queue assigns each incident its ``seq`` (the arrival order, after the highest one found at
 ``open``; a payload's incidents take consecutive ones, the first is the payload row's key) and
@@ -113,6 +118,9 @@ class SqliteQueueBackend:
         # deep as the queue cost ~24 µs per payload in a storm, on the event loop.
         self._rows: dict[str, int] = {}
         self._taken: dict[str, PayloadPlace] = {}
+        # Taken incidents of payloads whose completion the outbox's transaction committed:
+        # ``task_done`` writes nothing more for them (but the last one's ``finish``).
+        self._completed: set[str] = set()
         # The notifications of the payload whose incident ``get`` made last: its next
         # incidents, which usually follow, need no read. None in place of them once the
         # payload's body could not be read: its next incidents are set aside without another
@@ -310,9 +318,10 @@ class SqliteQueueBackend:
                     (owner, row),
                 )
 
-        # Not awaited: a claim only says who is working on it; the next start releases every
-        # claim anyway, and the thread keeps it ahead of this incident's completion.
-        self._db.submit(claim, what="claim an incident")
+        # Not awaited, nor fsynced: a claim only says who is working on it; the next start
+        # releases every claim anyway, and the thread keeps it ahead of this incident's
+        # completion.
+        self._db.submit(claim, what="claim an incident", durable=False)
         return incident
 
     async def _incident_at(self, place: PayloadPlace) -> Incident | None:
@@ -401,12 +410,20 @@ class SqliteQueueBackend:
         place = self._taken.pop(incident.incident_id, None)
         if place is not None:
             payload, position = place.payload, place.position
+            completed = incident.incident_id in self._completed
+            self._completed.discard(incident.incident_id)
             payload.unfinished -= 1
             if payload.unfinished == 0:
                 if self._last_read is not None and self._last_read[0] is payload:
                     self._last_read = None
-                self._db.submit(self._finish_statement(payload), what="complete an incident")
-            else:
+                # Not fsynced when the outbox committed the incident's completion: a finish
+                # lost in a crash of the machine is made again by the next start.
+                self._db.submit(
+                    self._finish_statement(payload),
+                    what="complete an incident",
+                    durable=not completed,
+                )
+            elif not completed:
                 self._db.submit(_done_statement(payload.seq, position), what="complete an incident")
             return
         seq = self._rows.pop(incident.incident_id, None)
@@ -423,13 +440,17 @@ class SqliteQueueBackend:
         return lambda connection: sqlite_payloads.finish(connection, seq, keys, expiry, now)
 
     def release(self, incident: Incident) -> None:
+        # Not fsynced: a release lost in a crash of the machine leaves a claim, which the
+        # next start releases.
         self._unfinished.finish()
+        self._completed.discard(incident.incident_id)
         place = self._taken.pop(incident.incident_id, None)
         if place is not None:
             seq, position = place.payload.seq, place.position
             self._db.submit(
                 lambda connection: sqlite_payloads.release_claim(connection, seq, position),
                 what="release an incident",
+                durable=False,
             )
             return
         row = self._rows.pop(incident.incident_id, None)
@@ -440,6 +461,7 @@ class SqliteQueueBackend:
                 "UPDATE incidents SET state = 'queued', claimed_by = NULL WHERE seq = ?", (row,)
             ),
             what="release an incident",
+            durable=False,
         )
 
     def completion(self, incident: Incident) -> Statement:
@@ -457,6 +479,15 @@ class SqliteQueueBackend:
                 connection.execute("DELETE FROM incidents WHERE seq = ?", (seq,))
 
         return complete
+
+    def completed(self, incident: Incident) -> None:
+        """The transaction that ran ``completion(incident)`` committed (the outbox's): the
+        incident is done on disk, so ``task_done`` writes no completion of its own for it; a
+        row of ``incidents`` is gone, so ``task_done`` and ``release`` find nothing to write."""
+        if incident.incident_id in self._taken:
+            self._completed.add(incident.incident_id)
+        else:
+            self._rows.pop(incident.incident_id, None)
 
     async def join(self) -> None:
         await self._unfinished.wait_idle()

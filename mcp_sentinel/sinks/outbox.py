@@ -26,7 +26,8 @@ That is at-least-once. It is exactly-once where the sink can tell a repeat:
 The window for a repeat is the time between a sink's answer and the commit of the delete.
 
 Every method runs its statements on the database's thread; ``acknowledge`` and
-``note_failure`` do not wait for them (a lost acknowledgement only means a repeat).
+``note_failure`` do not wait for them, and their commits are not fsynced (a lost
+acknowledgement only means a repeat; a lost failure note, one attempt not counted).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ class QueuedRows(Protocol):
         """The statement that deletes ``incident``'s row, to run in the outbox's transaction."""
         ...
 
+    def completed(self, incident: Incident) -> None:
+        """The transaction that ran ``completion(incident)`` committed: the queue need not
+        write the incident's completion again at its ``task_done``."""
+        ...
+
 
 class SqliteOutbox:
     """Implements ``Outbox`` on the ``outbox`` table. Shared by the ``SinkDispatcher`` (its
@@ -132,7 +138,8 @@ class SqliteOutbox:
         incident_id = record.incident.incident_id
         keys = {sink: delivery_key(sink, record) for sink in sinks}
         now = self._clock()
-        complete = self._queue.completion(record.incident) if self._queue is not None else None
+        queue = self._queue
+        complete = queue.completion(record.incident) if queue is not None else None
 
         def write(connection: sqlite3.Connection) -> dict[str, int]:
             added: dict[str, int] = {}
@@ -148,8 +155,12 @@ class SqliteOutbox:
                 complete(connection)
             return added
 
+        def committed(_: dict[str, int]) -> None:
+            if queue is not None:
+                queue.completed(record.incident)
+
         return await self._db.transaction(
-            write, what=f"store the deliveries of incident {incident_id}"
+            write, what=f"store the deliveries of incident {incident_id}", on_commit=committed
         )
 
     async def pending(self) -> list[OutboxEntry]:
@@ -171,9 +182,11 @@ class SqliteOutbox:
 
     def acknowledge(self, entry_id: int) -> None:
         """The sink took it (or it went to the dead letters): delete the row."""
+        # Not fsynced (see ``sqlite_db``): lost in a crash of the machine, it is one repeat.
         self._db.submit(
             lambda connection: connection.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)),
             what="acknowledge a delivery",
+            durable=False,
         )
 
     def note_failure(self, entry_id: int, error: str) -> None:
@@ -184,4 +197,5 @@ class SqliteOutbox:
                 (error, entry_id),
             ),
             what="note a failed delivery",
+            durable=False,
         )
