@@ -6,11 +6,13 @@ needs one; an investigated incident then costs one fsync, the outbox's."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from mcp_sentinel.dispatcher.sqlite_db import SqliteDatabase
-from mcp_sentinel.models import Outcome
+from mcp_sentinel.dispatcher.sqlite_queue import SqliteQueueBackend
+from mcp_sentinel.models import Incident, Outcome
 from mcp_sentinel.sinks.base import IncidentRecord
 from mcp_sentinel.sinks.outbox import SqliteOutbox
 from tests.durability.support import parsed, state_rows
@@ -21,6 +23,27 @@ from tests.sinks.support import report_for
 FixtureBytes = Callable[[str], bytes]
 
 FULL, NORMAL = 2, 1  # what ``PRAGMA synchronous`` answers
+
+
+@asynccontextmanager
+async def queued_payload(
+    path: Path, body: bytes
+) -> AsyncIterator[tuple[SqliteDatabase, SqliteQueueBackend]]:
+    """The stores on ``path``, with ``body``'s alerts queued as one payload."""
+    async with (
+        stores(path) as (db, dedupe, queue),
+        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
+    ):
+        assert (await dispatcher.dispatch(parsed(body), body=body)).accepted
+        yield db, queue
+
+
+async def assert_done_after_a_restart(path: Path, incident: Incident, waiting: int) -> None:
+    """After a restart ``waiting`` incidents wait, and ``incident`` is not one of them."""
+    async with stores(path) as (_, _, queue):
+        assert queue.depth() == waiting
+        rest = [await queue.get() for _ in range(waiting)]
+    assert incident.incident_id not in {i.incident_id for i in rest}
 
 
 async def test_a_group_of_unsynced_writes_commits_without_an_fsync(tmp_path: Path) -> None:
@@ -68,12 +91,8 @@ async def test_an_investigated_incident_costs_one_fsync_the_outboxs(
 ) -> None:
     body = fixture_bytes("webhook_firing_group_3_alerts")
     path = tmp_path / "state.db"
-    async with (
-        stores(path) as (db, dedupe, queue),
-        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
-    ):
+    async with queued_payload(path, body) as (db, queue):
         outbox = SqliteOutbox(db, queue=queue)
-        assert (await dispatcher.dispatch(parsed(body), body=body)).accepted
         for n in range(3):
             durable = db.durable_commits
             incident = await queue.get()  # its claim: not fsynced
@@ -105,11 +124,7 @@ async def test_an_incident_no_outbox_completed_is_completed_with_an_fsync(
 ) -> None:
     body = fixture_bytes("webhook_firing_group_3_alerts")
     path = tmp_path / "state.db"
-    async with (
-        stores(path) as (db, dedupe, queue),
-        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
-    ):
-        assert (await dispatcher.dispatch(parsed(body), body=body)).accepted
+    async with queued_payload(path, body) as (db, queue):
         incident = await queue.get()
         await db.transaction(lambda c: None, what="after the claim")
         durable = db.durable_commits
@@ -117,10 +132,7 @@ async def test_an_incident_no_outbox_completed_is_completed_with_an_fsync(
         await wait_for(lambda: db.durable_commits - durable == 1)
     assert state_rows(path, "SELECT position, state FROM payload_incidents") == [(0, "done")]
 
-    async with stores(path) as (_, _, queue):
-        assert queue.depth() == 2
-        rest = [await queue.get() for _ in range(2)]
-        assert incident.incident_id not in {i.incident_id for i in rest}
+    await assert_done_after_a_restart(path, incident, waiting=2)
 
 
 async def test_an_incident_released_after_its_outbox_commit_stays_done(
@@ -128,16 +140,9 @@ async def test_an_incident_released_after_its_outbox_commit_stays_done(
 ) -> None:
     body = fixture_bytes("webhook_firing_group_3_alerts")
     path = tmp_path / "state.db"
-    async with (
-        stores(path) as (db, dedupe, queue),
-        dispatcher_over(db, dedupe, queue, HeldHandler(), workers=0) as dispatcher,
-    ):
-        assert (await dispatcher.dispatch(parsed(body), body=body)).accepted
+    async with queued_payload(path, body) as (db, queue):
         incident = await queue.get()
         record = IncidentRecord(incident, None, report_for(incident, Outcome.COMPLETED, FINDING))
         await SqliteOutbox(db, queue=queue).add(record, ["console"])
         queue.release(incident)  # a shutdown that stopped the worker after the commit
-    async with stores(path) as (_, _, queue):
-        assert queue.depth() == 2
-        rest = [await queue.get() for _ in range(2)]
-        assert incident.incident_id not in {i.incident_id for i in rest}
+    await assert_done_after_a_restart(path, incident, waiting=2)
