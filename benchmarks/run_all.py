@@ -549,10 +549,11 @@ WHERE_THE_TIME_GOES = (
     "to 8.2-8.6 ms and the fsyncs from ~97 to ~72 a second (three interleaved pairs); its "
     "p99 (39-57 ms) did not move. With the same slow fsync and L = 50 ms, where the runs keep "
     "the core busy, the investigations went 61.5-74.8 incidents/s (median 67.5) against "
-    "64.1-83.3 (median 71.1) before, lower in 10 of 13 interleaved pairs, at the same CPU per "
-    "incident and with fewer context switches (34-38 against 43-46 per incident): a cost "
-    "not traced to its cause, in a regime (a model that answers in 50 ms) that a real "
-    "model does not reach.",
+    "64.1-83.3 (median 71.1) before, lower in 10 of 13 interleaved pairs, with no steady "
+    "difference in CPU per incident or in the core's idle time, and fewer context switches "
+    "(34-38 against 43-46 per incident): a cost not traced to its cause (neither the count "
+    "of commits nor a shorter GIL switch interval removes it), in a regime (a model that "
+    "answers in 50 ms) that a real model does not reach.",
 )
 
 
